@@ -1,0 +1,137 @@
+"""Training batches cut from an encoded corpus with vectorized tensor operations.
+
+Everything here runs on the training device: downsampling a whole epoch is one
+comparison against gensim's per-word thresholds, and a batch of windows is a few
+gathers with a ``(B, 2 * window)`` index matrix. No Python loop touches a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from attn_doc2vec.config import Doc2VecConfig
+from attn_doc2vec.corpus import EncodedCorpus, Vocabulary
+from attn_doc2vec.model import Batch
+
+UINT32_RANGE = 2**32
+
+
+@dataclass
+class DeviceCorpus:
+    """An :class:`~attn_doc2vec.corpus.EncodedCorpus` on the device, with each token's document."""
+
+    tokens: Tensor  # (N,) int64 word rows
+    docs: Tensor  # (N,) int64 document index of each token
+    offsets: Tensor  # (n_docs + 1,) int64
+    tags: Tensor  # (n_docs, T) int64 document-vector rows, -1 padded
+
+    @classmethod
+    def from_encoded(cls, encoded: EncodedCorpus, device: torch.device) -> DeviceCorpus:
+        """Move an encoded corpus to ``device``."""
+        offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
+        lengths = offsets[1:] - offsets[:-1]
+        docs = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
+        tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
+        tags = torch.as_tensor(encoded.tags, dtype=torch.int64, device=device)
+        return cls(tokens=tokens, docs=docs, offsets=offsets, tags=tags)
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+@dataclass
+class Sampler:
+    """The random draws of word2vec training, from one seeded generator.
+
+    Attributes
+    ----------
+    sample_int : Tensor
+        ``(V,)`` gensim's keep thresholds: a word is kept when ``sample_int >= uniform uint32``.
+    cum_table : Tensor
+        ``(V,)`` gensim's cumulative negative-sampling table.
+    window, negative : int
+        Maximum context distance and negatives per target.
+    generator : torch.Generator
+        Source of every random number, on the device.
+    """
+
+    sample_int: Tensor
+    cum_table: Tensor
+    window: int
+    negative: int
+    generator: torch.Generator
+
+    @classmethod
+    def from_vocab(cls, vocab: Vocabulary, config: Doc2VecConfig, generator: torch.Generator) -> Sampler:
+        """A sampler with gensim's tables from ``vocab``, on the generator's device."""
+        device = generator.device
+        return cls(
+            sample_int=torch.as_tensor(vocab.sample_int, device=device),
+            cum_table=torch.as_tensor(vocab.cum_table.astype("int64"), device=device),
+            window=config.window, negative=config.negative, generator=generator,
+        )
+
+    def __post_init__(self) -> None:
+        device = self.cum_table.device
+        rel = torch.arange(1, self.window + 1, device=device)
+        self.rel = torch.cat([-rel.flip(0), rel])  # (S,) relative offsets -W..-1, 1..W
+        self.downsamples = bool((self.sample_int < UINT32_RANGE - 1).any())
+        self.cum_max = int(self.cum_table[-1])
+
+    def downsample(self, corpus: DeviceCorpus) -> DeviceCorpus:
+        """Drop frequent words for one epoch with gensim's probabilities; windows then span the kept words."""
+        if not self.downsamples:
+            return corpus
+        draw = torch.randint(0, UINT32_RANGE, (len(corpus),), generator=self.generator, device=corpus.tokens.device)
+        keep = self.sample_int[corpus.tokens] >= draw
+        docs = corpus.docs[keep]
+        counts = torch.bincount(docs, minlength=corpus.tags.shape[0])
+        offsets = torch.zeros_like(corpus.offsets)
+        torch.cumsum(counts, dim=0, out=offsets[1:])
+        return DeviceCorpus(tokens=corpus.tokens[keep], docs=docs, offsets=offsets, tags=corpus.tags)
+
+    def negatives(self, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Draw outputs ``(B, 1 + negative)`` (target first) and the mask of negatives that differ from it."""
+        draw = torch.randint(0, self.cum_max, (targets.shape[0], self.negative),
+                             generator=self.generator, device=targets.device)
+        negs = torch.searchsorted(self.cum_table, draw)  # bisect_left, as gensim
+        outputs = torch.cat([targets[:, None], negs], dim=1)  # (B, K)
+        mask = outputs != targets[:, None]
+        mask[:, 0] = True
+        return outputs, mask
+
+    def pvdm_batch(self, corpus: DeviceCorpus, positions: Tensor) -> Batch:
+        """PV-DM examples predicting the tokens at ``positions`` from their shrunk windows."""
+        docs = corpus.docs[positions]  # (B,)
+        start, end = corpus.offsets[docs], corpus.offsets[docs + 1]
+        idx = positions[:, None] + self.rel[None, :]  # (B, S)
+        # word2vec's random window shrinking: each target uses a window of 1..W
+        reach = torch.randint(1, self.window + 1, (positions.shape[0], 1), generator=self.generator,
+                              device=positions.device)
+        mask = (idx >= start[:, None]) & (idx < end[:, None]) & (self.rel.abs()[None, :] <= reach)
+        words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
+        outputs, output_mask = self.negatives(corpus.tokens[positions])
+        slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
+        return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
+                     outputs=outputs, output_mask=output_mask)
+
+    def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
+        """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""
+        docs = corpus.docs[positions]
+        tags = corpus.tags[docs, 0 if tag_slot is None else tag_slot][:, None]  # (B, 1)
+        outputs, output_mask = self.negatives(corpus.tokens[positions])
+        empty = torch.zeros((positions.shape[0], 0), dtype=torch.int64, device=positions.device)
+        return Batch(doc_slots=tags, words=empty, positions=empty, word_mask=empty.bool(),
+                     outputs=outputs, output_mask=output_mask)
+
+
+def dbow_examples(corpus: DeviceCorpus) -> tuple[Tensor, Tensor | None]:
+    """Token positions and tag slots of every PV-DBOW example (each tag of a document predicts each word)."""
+    if corpus.tags.shape[1] == 1:
+        return torch.arange(len(corpus), device=corpus.tokens.device), None
+    valid = corpus.tags[corpus.docs] >= 0  # (N, T)
+    positions, slots = valid.nonzero(as_tuple=True)
+    return positions, slots

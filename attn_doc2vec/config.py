@@ -1,0 +1,173 @@
+"""The one place where every default of attn_doc2vec lives.
+
+:class:`Doc2VecConfig` is stored whole in every checkpoint and the command-line
+flags of ``scripts/train.py`` are generated from it, so a default changed here
+changes everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+CONTEXT_MODES = ("attention", "mean", "sum")
+
+
+@dataclass
+class Doc2VecConfig:
+    """Model and training parameters, named as in gensim's ``Doc2Vec`` where they apply.
+
+    Attributes
+    ----------
+    vector_size : int
+        Dimensionality of word and document vectors.
+    dm : int
+        Training algorithm: 1 for PV-DM (distributed memory), 0 for PV-DBOW.
+    context : str
+        How PV-DM combines the document vector and the context words:
+        ``"attention"`` (a learned softmax weighting), ``"mean"`` or ``"sum"``
+        (gensim's ``dm_mean=1`` / ``dm_mean=0``).
+    window : int
+        Maximum distance between the predicted word and a context word.
+    min_count : int
+        Ignore words with a total frequency below this.
+    max_vocab_size : int or None
+        Prune the vocabulary while scanning when it grows beyond this (gensim's rule).
+    max_final_vocab : int or None
+        Keep at most this many words, raising the effective ``min_count`` as needed.
+    sample : float
+        Threshold for downsampling frequent words (0 disables it).
+    negative : int
+        Number of negative samples per predicted word (must be >= 1).
+    ns_exponent : float
+        Exponent shaping the negative-sampling distribution (counts ** ns_exponent).
+    alpha : float
+        Initial learning rate.
+    min_alpha : float
+        Learning rate reached, linearly, at the end of the last epoch.
+    epochs : int
+        Number of passes over the corpus.
+    seed : int
+        Seed for initial vectors and every random draw in training.
+    batch_size : int
+        Number of predicted words (PV-DM) or (document, word) pairs (PV-DBOW)
+        per vectorized training step.
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    workers : int or None
+        CPU threads PyTorch may use while training (gensim's worker threads);
+        ``None`` keeps PyTorch's default.
+    attention_alpha : float
+        Learning-rate multiplier for the attention scores, relative to ``alpha``.
+    """
+
+    vector_size: int = 100
+    dm: int = 1
+    context: str = "attention"
+    window: int = 5
+    min_count: int = 5
+    max_vocab_size: int | None = None
+    max_final_vocab: int | None = None
+    sample: float = 1e-3
+    negative: int = 5
+    ns_exponent: float = 0.75
+    alpha: float = 0.025
+    min_alpha: float = 0.0001
+    epochs: int = 10
+    seed: int = 1
+    batch_size: int = 1024
+    device: str = "auto"
+    workers: int | None = None
+    attention_alpha: float = 1.0
+
+    def validate(self) -> Doc2VecConfig:
+        """Check every parameter; raise ``ValueError`` naming the bad one and its value.
+
+        Returns
+        -------
+        Doc2VecConfig
+            ``self``, so calls can be chained.
+        """
+        _check_int(self, "vector_size", 1)
+        if self.dm not in (0, 1):
+            raise ValueError(f"The 'dm' parameter must be 1 (PV-DM) or 0 (PV-DBOW). Got {self.dm!r} instead.")
+        if self.context not in CONTEXT_MODES:
+            raise ValueError(
+                f"The 'context' parameter must be one of {', '.join(map(repr, CONTEXT_MODES))}. "
+                f"Got {self.context!r} instead."
+            )
+        _check_int(self, "window", 1)
+        _check_int(self, "min_count", 1)
+        _check_int(self, "max_vocab_size", 1, optional=True)
+        _check_int(self, "max_final_vocab", 1, optional=True)
+        _check_float(self, "sample", 0.0)
+        _check_int(self, "negative", 1, hint="(hierarchical softmax is not supported, so negative sampling is required)")
+        _check_float(self, "ns_exponent", None)
+        _check_float(self, "alpha", 0.0, strict=True)
+        _check_float(self, "min_alpha", 0.0)
+        if self.min_alpha > self.alpha:
+            raise ValueError(
+                f"The 'min_alpha' parameter must not exceed 'alpha' ({self.alpha}). Got {self.min_alpha!r} instead."
+            )
+        _check_int(self, "epochs", 1)
+        _check_int(self, "seed", 0)
+        _check_int(self, "batch_size", 1)
+        _check_int(self, "workers", 1, optional=True)
+        _check_float(self, "attention_alpha", 0.0)
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"The 'device' parameter must be a string such as 'auto', 'cpu' or 'cuda'. Got {self.device!r} instead.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serializable dictionary of every parameter."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Doc2VecConfig:
+        """Build a config from :meth:`to_dict` output, refusing unknown keys.
+
+        Raises
+        ------
+        ValueError
+            If ``values`` holds a key this version does not know.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown configuration keys {unknown}: this checkpoint or config was written by a newer "
+                "attn_doc2vec; upgrade the package to use it."
+            )
+        return cls(**values).validate()
+
+    def replace(self, **changes: Any) -> Doc2VecConfig:
+        """Copy with some parameters changed, validated."""
+        return dataclasses.replace(self, **changes).validate()
+
+
+def config_fields() -> list[dataclasses.Field]:
+    """The public fields of :class:`Doc2VecConfig`, in declaration order (for CLI generation)."""
+    return list(fields(Doc2VecConfig))
+
+
+def _check_int(cfg: Doc2VecConfig, name: str, minimum: int, optional: bool = False, hint: str = "") -> None:
+    value = getattr(cfg, name)
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or None" if optional else ""
+        raise ValueError(
+            f"The {name!r} parameter must be an int >= {minimum}{extra}{' ' + hint if hint else ''}. "
+            f"Got {value!r} instead."
+        )
+
+
+def _check_float(cfg: Doc2VecConfig, name: str, minimum: float | None, strict: bool = False) -> None:
+    value = getattr(cfg, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if not ok:
+        bound = "" if minimum is None else (f" > {minimum}" if strict else f" >= {minimum}")
+        raise ValueError(f"The {name!r} parameter must be a number{bound}. Got {value!r} instead.")

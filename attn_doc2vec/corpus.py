@@ -1,0 +1,232 @@
+"""Corpus streaming, vocabulary and encoding, through gensim.
+
+gensim builds the vocabulary (so word counts, order, downsampling and the
+negative-sampling table are exactly gensim's), and every document is encoded
+once into flat integer arrays (:class:`EncodedCorpus`) that training slices with
+vectorized operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
+from gensim.models.doc2vec import TaggedDocument, TaggedLineDocument
+from gensim.models.keyedvectors import KeyedVectors
+
+from attn_doc2vec.config import Doc2VecConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Vocabulary:
+    """What gensim's ``build_vocab`` decided, as plain data.
+
+    Attributes
+    ----------
+    wv : KeyedVectors
+        Words in gensim's order with their ``count`` and ``sample_int`` attributes.
+    dv : KeyedVectors
+        Document tags in gensim's order.
+    cum_table : numpy.ndarray
+        gensim's cumulative negative-sampling table (uint32).
+    corpus_count, corpus_total_words : int
+        Documents and raw tokens seen while scanning.
+    """
+
+    wv: KeyedVectors
+    dv: KeyedVectors
+    cum_table: np.ndarray
+    corpus_count: int
+    corpus_total_words: int
+
+    @property
+    def sample_int(self) -> np.ndarray:
+        """Per-word keep threshold: a word is kept when ``sample_int > uniform uint32`` (gensim's rule)."""
+        return np.asarray(self.wv.expandos["sample_int"], dtype=np.int64)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Per-word corpus counts."""
+        return np.asarray(self.wv.expandos["count"], dtype=np.int64)
+
+
+@dataclass
+class EncodedCorpus:
+    """A corpus as flat arrays: plain data that could just as well be memory-mapped from disk.
+
+    Attributes
+    ----------
+    tokens : numpy.ndarray
+        ``(N,)`` int32 word rows of every in-vocabulary token, documents one after another.
+    offsets : numpy.ndarray
+        ``(n_docs + 1,)`` int64; document ``i`` is ``tokens[offsets[i]:offsets[i + 1]]``.
+    tags : numpy.ndarray
+        ``(n_docs, T)`` int64 document-vector rows of each document's tags, ``-1`` padded.
+    raw_words : int
+        Raw tokens in the corpus (out-of-vocabulary ones included): the unit of words/s and progress.
+    """
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    tags: np.ndarray
+    raw_words: int
+
+    @property
+    def n_docs(self) -> int:
+        """Number of documents."""
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        """In-vocabulary tokens per document."""
+        return np.diff(self.offsets)
+
+
+def check_document(doc: Any, index: int) -> None:
+    """Raise a ``TypeError`` naming the fix when ``doc`` is not a usable ``TaggedDocument``."""
+    if not hasattr(doc, "words") or not hasattr(doc, "tags"):
+        raise TypeError(
+            f"Document #{index} is a {type(doc).__name__}, not a TaggedDocument: wrap it as "
+            "TaggedDocument(words=[...tokens...], tags=[...])."
+        )
+    if isinstance(doc.words, (str, bytes)):
+        raise TypeError(
+            f"Document #{index}: 'words' must be a list of tokens (not a single string {doc.words[:40]!r}); "
+            "split it first, e.g. words=text.split() or gensim.utils.simple_preprocess(text)."
+        )
+    if isinstance(doc.tags, (str, bytes)) or not isinstance(doc.tags, Iterable):
+        raise TypeError(
+            f"Document #{index}: 'tags' must be a list of tags (not {doc.tags!r}); write tags=[{doc.tags!r}]."
+        )
+
+
+def resolve_corpus(documents: Iterable | None, corpus_file: str | os.PathLike | None,
+                   passes: int = 1) -> Iterable:
+    """Return a re-iterable corpus from exactly one of ``documents`` / ``corpus_file``.
+
+    Parameters
+    ----------
+    documents : iterable of TaggedDocument, optional
+        Any re-iterable of documents (a list, ``TaggedLineDocument``, ...).
+    corpus_file : path, optional
+        One document per line, tokens separated by spaces; tagged by line number (gensim's format).
+    passes : int
+        How many times the caller will iterate; a one-shot iterator is refused when it exceeds 1.
+    """
+    if (documents is None) == (corpus_file is None):
+        raise ValueError("Pass exactly one of 'documents' (corpus_iterable) or 'corpus_file'.")
+    if corpus_file is not None:
+        if not os.path.isfile(corpus_file):
+            raise FileNotFoundError(f"corpus_file {str(corpus_file)!r} does not exist.")
+        return TaggedLineDocument(corpus_file)
+    if isinstance(documents, (str, bytes)):
+        raise TypeError(
+            "'documents' must be an iterable of TaggedDocument, not a string; to read a file pass corpus_file=path."
+        )
+    if isinstance(documents, TaggedDocument):
+        raise TypeError("'documents' must be an iterable of TaggedDocument; wrap a single document in a list.")
+    if passes > 1 and iter(documents) is documents:
+        raise TypeError(
+            f"'documents' is a one-shot iterator (e.g. a generator) but it must be read {passes} times "
+            "(vocabulary scan and training): pass a list, a TaggedLineDocument, or a class whose __iter__ "
+            "restarts the stream."
+        )
+    return documents
+
+
+def checked(documents: Iterable) -> Iterator:
+    """Yield the documents, validating each one."""
+    for i, doc in enumerate(documents):
+        check_document(doc, i)
+        yield doc
+
+
+def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) -> Vocabulary:
+    """Scan the corpus with gensim and apply gensim's vocabulary rules.
+
+    Raises
+    ------
+    ValueError
+        If the corpus is empty or no word survives ``min_count``.
+    """
+    builder = GensimDoc2Vec(
+        vector_size=cfg.vector_size, dm=cfg.dm, window=cfg.window, min_count=cfg.min_count,
+        max_vocab_size=cfg.max_vocab_size, max_final_vocab=cfg.max_final_vocab, sample=cfg.sample,
+        negative=cfg.negative, ns_exponent=cfg.ns_exponent, seed=cfg.seed, hs=0,
+    )
+    total_words, corpus_count = builder.scan_vocab(corpus_iterable=checked(documents), trim_rule=trim_rule)
+    if corpus_count == 0:
+        raise ValueError("The corpus is empty: build_vocab needs at least one document.")
+    if total_words == 0:
+        raise ValueError(f"The corpus has {corpus_count} documents but not a single word.")
+    builder.corpus_count, builder.corpus_total_words = corpus_count, total_words
+    builder.prepare_vocab(trim_rule=trim_rule)
+    if len(builder.wv) == 0:
+        raise ValueError(
+            f"The vocabulary is empty: no word occurs at least min_count={cfg.min_count} times in "
+            f"{corpus_count} documents; lower min_count."
+        )
+    builder.wv.vector_size = cfg.vector_size
+    builder.dv.vector_size = cfg.vector_size
+    return Vocabulary(
+        wv=builder.wv, dv=builder.dv, cum_table=np.asarray(builder.cum_table),
+        corpus_count=corpus_count, corpus_total_words=total_words,
+    )
+
+
+def encode(documents: Iterable, vocab: Vocabulary) -> EncodedCorpus:
+    """Encode documents into flat arrays, dropping out-of-vocabulary words (as gensim does).
+
+    Raises
+    ------
+    KeyError
+        If a document has a tag that the vocabulary does not know.
+    ValueError
+        If the corpus is empty.
+    """
+    word_index = vocab.wv.key_to_index
+    chunks: list[np.ndarray] = []
+    lengths: list[int] = []
+    tag_rows: list[list[int]] = []
+    raw_words = 0
+    for i, doc in enumerate(checked(documents)):
+        # One dict lookup per token is inherent to mapping strings to rows; it runs once per train().
+        rows = np.fromiter((word_index.get(w, -1) for w in doc.words), dtype=np.int32, count=len(doc.words))
+        rows = rows[rows >= 0]
+        chunks.append(rows)
+        lengths.append(len(rows))
+        raw_words += len(doc.words)
+        tag_rows.append([_tag_row(vocab.dv, tag, i) for tag in doc.tags])
+    if not lengths:
+        raise ValueError("The corpus is empty: there is nothing to train on.")
+    n_tags = max(1, max(len(t) for t in tag_rows))
+    tags = np.full((len(tag_rows), n_tags), -1, dtype=np.int64)
+    for i, row in enumerate(tag_rows):
+        tags[i, : len(row)] = row
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+    return EncodedCorpus(tokens=tokens, offsets=offsets, tags=tags, raw_words=raw_words)
+
+
+def encode_words(word_lists: list[list[str]], vocab: Vocabulary) -> EncodedCorpus:
+    """Encode untagged token lists (for inference); document ``i`` gets row ``i``."""
+    encoded = encode([TaggedDocument(words, []) for words in word_lists], vocab)
+    encoded.tags = np.arange(len(word_lists), dtype=np.int64)[:, None]
+    return encoded
+
+
+def _tag_row(dv: KeyedVectors, tag: Any, doc_index: int) -> int:
+    row = dv.get_index(tag, None)
+    if row is None:
+        raise KeyError(
+            f"Document #{doc_index} has tag {tag!r}, which is not in the model's vocabulary: train on the "
+            "corpus given to build_vocab, or call build_vocab on this corpus first."
+        )
+    return row

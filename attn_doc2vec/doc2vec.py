@@ -1,0 +1,387 @@
+"""The user-facing :class:`Doc2Vec`, with gensim's API."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from attn_doc2vec import checkpoint
+from attn_doc2vec.batching import Sampler
+from attn_doc2vec.config import Doc2VecConfig, config_fields
+from attn_doc2vec.corpus import Vocabulary, build_vocabulary, encode, resolve_corpus
+from attn_doc2vec.inference import infer
+from attn_doc2vec.model import Doc2VecModule
+from attn_doc2vec.training import EpochStats, Trainer, make_generator, resolve_device
+
+logger = logging.getLogger(__name__)
+
+Callback = Any  # a gensim CallbackAny2Vec or any callable taking the model
+
+
+class Doc2Vec:
+    """Doc2Vec in PyTorch whose PV-DM can weight its context words with learned attention.
+
+    Parameters are gensim's (``vector_size``, ``window``, ``min_count``, ``sample``, ``negative``,
+    ``alpha``, ``epochs``, ``dm``, ...) plus ``context``, ``batch_size`` and ``device``; see
+    :class:`~attn_doc2vec.config.Doc2VecConfig` for every one and its default.
+
+    Parameters
+    ----------
+    documents : iterable of TaggedDocument, optional
+        If given (or ``corpus_file``), the vocabulary is built and the model trained at once.
+        Also accepted as ``corpus_iterable``.
+    corpus_file : str, optional
+        One document per line, tokens separated by spaces (gensim's format).
+    dm_mean : int, optional
+        gensim's switch: 1 means ``context="mean"``, 0 means ``context="sum"``.
+    callbacks : sequence, optional
+        gensim ``CallbackAny2Vec`` objects or callables ``f(model)`` run at each epoch's end.
+    trim_rule : callable, optional
+        gensim's vocabulary trimming rule.
+    **params
+        Any field of :class:`~attn_doc2vec.config.Doc2VecConfig`.
+
+    Examples
+    --------
+    >>> from attn_doc2vec import Doc2Vec, TaggedDocument
+    >>> docs = [TaggedDocument(["the", "cat", "sat"], [0]), TaggedDocument(["a", "dog", "ran"], [1])]
+    >>> model = Doc2Vec(docs, vector_size=16, min_count=1, epochs=5, device="cpu")
+    >>> model.dv[0].shape
+    (16,)
+    """
+
+    def __init__(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None, *,
+                 corpus_iterable: Iterable | None = None, dm_mean: int | None = None,
+                 callbacks: Sequence[Callback] = (), trim_rule: Callable | None = None, **params: Any) -> None:
+        known = {f.name for f in config_fields()}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise TypeError(f"Doc2Vec got unknown parameter(s) {unknown}; valid ones are {sorted(known)}.")
+        if dm_mean is not None:
+            if dm_mean not in (0, 1):
+                raise ValueError(f"The 'dm_mean' parameter must be 0 (sum) or 1 (mean). Got {dm_mean!r} instead.")
+            if "context" in params:
+                raise ValueError("Pass either 'context' or gensim's 'dm_mean', not both.")
+            params["context"] = "mean" if dm_mean else "sum"
+        if documents is not None and corpus_iterable is not None:
+            raise ValueError("Pass the corpus once: either 'documents' or 'corpus_iterable'.")
+        self.config = Doc2VecConfig(**params).validate()
+        self.callbacks = tuple(callbacks)
+        self.vocab: Vocabulary | None = None
+        self.module: Doc2VecModule | None = None
+        self.generator: torch.Generator | None = None
+        self.corpus_count = 0
+        self.corpus_total_words = 0
+        self.epochs_trained = 0
+        self.loss_history: list[float] = []  # mean loss per prediction, one entry per epoch trained
+        self.running_training_loss = 0.0
+        self.compute_loss = False
+        self.attention_history: list[dict] = []
+        self.tracked_docs: list | None = None
+        documents = documents if documents is not None else corpus_iterable
+        if documents is not None or corpus_file is not None:
+            corpus = resolve_corpus(documents, corpus_file, passes=2)
+            self.build_vocab(corpus, trim_rule=trim_rule)
+            self.train(corpus, total_examples=self.corpus_count, epochs=self.config.epochs)
+
+    # ---------------------------------------------------------------------------------------------
+    # gensim-style attribute access: model.epochs, model.window, model.vector_size, ...
+
+    def __getattr__(self, name: str) -> Any:
+        config = self.__dict__.get("config")
+        if config is not None and name in config.__dataclass_fields__:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def device(self) -> torch.device:
+        """Where the tensors live (resolved from ``config.device``)."""
+        return self._require_module().word_vectors.device
+
+    @property
+    def wv(self):
+        """Word vectors as gensim ``KeyedVectors`` (counts in ``get_vecattr(word, "count")``)."""
+        return self._require_vocab().wv
+
+    @property
+    def dv(self):
+        """Document vectors as gensim ``KeyedVectors``, keyed by tag."""
+        return self._require_vocab().dv
+
+    # ---------------------------------------------------------------------------------------------
+
+    def build_vocab(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None,
+                    update: bool = False, trim_rule: Callable | None = None, *,
+                    corpus_iterable: Iterable | None = None, **_ignored: Any) -> None:
+        """Scan the corpus and build the vocabulary exactly as gensim does, then initialize the vectors.
+
+        Parameters
+        ----------
+        documents, corpus_iterable : iterable of TaggedDocument, optional
+            The corpus (one of these or ``corpus_file``).
+        corpus_file : str, optional
+            One document per line, tokens separated by spaces.
+        update : bool
+            Not supported: the vocabulary is built once, over the whole corpus.
+        trim_rule : callable, optional
+            gensim's trimming rule.
+        """
+        if update:
+            raise ValueError("build_vocab(update=True) is not supported: build the vocabulary once, on the whole corpus.")
+        documents = documents if documents is not None else corpus_iterable
+        corpus = resolve_corpus(documents, corpus_file)
+        t0 = time.perf_counter()
+        self.vocab = build_vocabulary(corpus, self.config, trim_rule=trim_rule)
+        self.corpus_count = self.vocab.corpus_count
+        self.corpus_total_words = self.vocab.corpus_total_words
+        device = resolve_device(self.config.device)
+        module = Doc2VecModule(len(self.vocab.wv), len(self.vocab.dv), self.config.vector_size,
+                               self.config.window, self.config.context, self.config.dm)
+        # Initialize on the CPU, so that the starting point does not depend on the device.
+        module.reset_parameters(make_generator(self.config.seed, torch.device("cpu")))
+        self.module = module.to(device)
+        self.generator = make_generator(self.config.seed, device)
+        self.epochs_trained = 0
+        self.loss_history = []
+        self._sync_keyed_vectors()
+        logger.info("vocabulary: %d words, %d document tags, %d documents, %d raw words (%.2fs); device %s",
+                    len(self.vocab.wv), len(self.vocab.dv), self.corpus_count, self.corpus_total_words,
+                    time.perf_counter() - t0, device)
+
+    def train(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None,
+              total_examples: int | None = None, total_words: int | None = None, epochs: int | None = None,
+              start_alpha: float | None = None, end_alpha: float | None = None, compute_loss: bool = False,
+              callbacks: Sequence[Callback] = (), progress: bool | None = None, *,
+              corpus_iterable: Iterable | None = None, **_ignored: Any) -> list[EpochStats]:
+        """Train on a corpus whose tags are in the vocabulary (gensim's signature).
+
+        Parameters
+        ----------
+        documents, corpus_iterable : iterable of TaggedDocument, optional
+            The corpus (one of these or ``corpus_file``). Read once and encoded.
+        corpus_file : str, optional
+            One document per line, tokens separated by spaces.
+        total_examples, total_words : int, optional
+            Accepted for gensim compatibility; the corpus is counted exactly while encoding.
+        epochs : int, optional
+            Passes over the corpus (default: the model's ``epochs``).
+        start_alpha, end_alpha : float, optional
+            Learning-rate schedule for this call (default: ``alpha`` to ``min_alpha``).
+        compute_loss : bool
+            Record the loss for :meth:`get_latest_training_loss`.
+        callbacks : sequence, optional
+            gensim ``CallbackAny2Vec`` objects or callables ``f(model)`` called at each epoch's end.
+        progress : bool or None
+            Show a tqdm progress bar (None: on a terminal).
+
+        Returns
+        -------
+        list of EpochStats
+            Loss, time and words/s of each epoch.
+        """
+        self._require_module("train")
+        documents = documents if documents is not None else corpus_iterable
+        corpus = resolve_corpus(documents, corpus_file)
+        epochs = self.config.epochs if epochs is None else epochs
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
+        encoded = encode(corpus, self.vocab)
+        if total_examples is not None and total_examples != encoded.n_docs:
+            logger.warning("total_examples=%d but the corpus has %d documents; using %d.",
+                           total_examples, encoded.n_docs, encoded.n_docs)
+        empty = int((encoded.lengths() == 0).sum())
+        if empty:
+            logger.warning("%d of %d documents have no word in the vocabulary and are skipped in training.",
+                           empty, encoded.n_docs)
+        if (encoded.tags < 0).all(axis=1).any():
+            raise ValueError("Every document needs at least one tag: give each TaggedDocument tags=[...].")
+        all_callbacks = [*self.callbacks, *callbacks]
+        self.compute_loss = compute_loss
+        self.running_training_loss = 0.0
+        _call(all_callbacks, "on_train_begin", self)
+        trainer = Trainer(self.module, Sampler.from_vocab(self.vocab, self.config, self.generator), self.config)
+
+        def epoch_end(stats: EpochStats) -> None:
+            self.epochs_trained += 1
+            self.loss_history.append(stats.mean_loss)
+            if compute_loss:
+                self.running_training_loss += stats.loss
+            self._sync_keyed_vectors()
+            logger.info("epoch %d/%d: loss %.4f per prediction, %.0f words/s, alpha %.5f",
+                        stats.epoch + 1, epochs, stats.mean_loss, stats.words_per_second, stats.alpha)
+            _call(all_callbacks, "on_epoch_end", self)
+
+        history = trainer.run(
+            encoded, epochs,
+            self.config.alpha if start_alpha is None else start_alpha,
+            self.config.min_alpha if end_alpha is None else end_alpha,
+            on_epoch_begin=lambda _: _call(all_callbacks, "on_epoch_begin", self),
+            on_epoch_end=epoch_end, progress=progress,
+        )
+        _call(all_callbacks, "on_train_end", self)
+        return history
+
+    def get_latest_training_loss(self) -> float:
+        """Summed loss of the latest ``train`` call so far (0 unless ``compute_loss=True``), as in gensim."""
+        return self.running_training_loss
+
+    def infer_vector(self, doc_words: list[str], alpha: float | None = None, min_alpha: float | None = None,
+                     epochs: int | None = None) -> np.ndarray:
+        """Infer a vector for one new document (gensim's semantics; defaults are the model's own).
+
+        Parameters
+        ----------
+        doc_words : list of str
+            The document's tokens.
+        alpha, min_alpha : float, optional
+            Learning-rate schedule.
+        epochs : int, optional
+            Passes over the document.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(vector_size,)`` float32.
+        """
+        return self.infer_vectors([doc_words], alpha=alpha, min_alpha=min_alpha, epochs=epochs)[0]
+
+    def infer_vectors(self, documents: Sequence[list[str]], alpha: float | None = None,
+                      min_alpha: float | None = None, epochs: int | None = None, return_tensor: bool = False,
+                      progress: bool | None = None) -> np.ndarray | torch.Tensor:
+        """Infer vectors for many documents at once, in batched tensor operations.
+
+        Parameters
+        ----------
+        documents : sequence of list of str
+            Token lists (``TaggedDocument`` objects are accepted: their words are used).
+        alpha, min_alpha : float, optional
+            Learning-rate schedule (default: the model's).
+        epochs : int, optional
+            Passes over the documents (default: the model's).
+        return_tensor : bool
+            Return a tensor on the model's device instead of a numpy array.
+        progress : bool or None
+            Show a progress bar (None: on a terminal).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            ``(len(documents), vector_size)``.
+        """
+        self._require_module("infer_vectors")
+        if isinstance(documents, (str, bytes)):
+            raise TypeError("infer_vectors expects a list of token lists, not a string; for one document "
+                            "use infer_vector(text.split()).")
+        word_lists = [getattr(d, "words", d) for d in documents]
+        for i, words in enumerate(word_lists):
+            if isinstance(words, (str, bytes)) or not isinstance(words, Iterable):
+                raise TypeError(f"Document #{i} to infer must be a list of tokens (not {type(words).__name__} "
+                                f"{str(words)[:40]!r}); split it first, e.g. text.split().")
+        word_lists = [list(w) for w in word_lists]
+        vectors = infer(
+            self.module, self.vocab, self.config, word_lists,
+            epochs=self.config.epochs if epochs is None else epochs,
+            alpha=self.config.alpha if alpha is None else alpha,
+            min_alpha=self.config.min_alpha if min_alpha is None else min_alpha,
+            progress=progress,
+        )
+        return vectors if return_tensor else vectors.cpu().numpy()
+
+    # ---------------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint directory atomically: an interrupted save leaves any previous one intact.
+
+        The directory holds ``config.json`` (parameters, format version, library versions, training
+        state), ``vocab.json`` and ``model.safetensors``; nothing is pickled.
+        """
+        self._require_module("save")
+        state = {
+            "epochs_trained": self.epochs_trained,
+            "loss_history": self.loss_history,
+            "corpus_count": self.corpus_count,
+            "corpus_total_words": self.corpus_total_words,
+        }
+        checkpoint.save(path, self.config, self.vocab, self.module, self.generator, state)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> Doc2Vec:
+        """Load a checkpoint written by :meth:`save`, onto ``device`` (default: the saved ``device`` setting).
+
+        A checkpoint trained on a GPU loads on a CPU-only machine with ``device="cpu"`` or ``"auto"``.
+        """
+        loaded = checkpoint.load(path)
+        config = loaded.config if device is None else loaded.config.replace(device=device)
+        if device is None and config.device != "auto" and config.device.startswith("cuda") \
+                and not torch.cuda.is_available():
+            logger.warning("checkpoint was trained on %s, which is not available here; loading on the CPU", config.device)
+            config = config.replace(device="cpu")
+        model = cls(**config.to_dict())
+        target = resolve_device(config.device)
+        model.vocab = loaded.vocab
+        model.module = loaded.module.to(target)
+        model.generator = make_generator(config.seed, target)
+        if loaded.generator_state is not None and target.type == "cpu":
+            model.generator.set_state(loaded.generator_state)
+        model.corpus_count = loaded.state["corpus_count"]
+        model.corpus_total_words = loaded.state["corpus_total_words"]
+        model.epochs_trained = loaded.state["epochs_trained"]
+        model.loss_history = list(loaded.state["loss_history"])
+        model._sync_keyed_vectors()
+        return model
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _sync_keyed_vectors(self) -> None:
+        # On the CPU the KeyedVectors share memory with the tensors; elsewhere this is a copy.
+        self.vocab.wv.vectors = self.module.word_vectors.data.cpu().numpy()
+        self.vocab.dv.vectors = self.module.doc_vectors.data.cpu().numpy()
+        self.vocab.wv.norms = None
+        self.vocab.dv.norms = None
+
+    def _require_vocab(self) -> Vocabulary:
+        if self.vocab is None:
+            raise RuntimeError("This model has no vocabulary yet: call build_vocab(documents) first.")
+        return self.vocab
+
+    def _require_module(self, action: str = "use the vectors") -> Doc2VecModule:
+        if self.module is None:
+            raise RuntimeError(f"Cannot {action} before the vocabulary is built: call "
+                               "model.build_vocab(documents) first (or pass documents to Doc2Vec(...)).")
+        return self.module
+
+    def __repr__(self) -> str:
+        size = f"{len(self.vocab.wv)} words, {len(self.vocab.dv)} docs" if self.vocab else "no vocabulary"
+        mode = f"PV-DM/{self.config.context}" if self.config.dm else "PV-DBOW"
+        return f"Doc2Vec<{mode}, vector_size={self.config.vector_size}, window={self.config.window}, {size}>"
+
+
+def _call(callbacks: Sequence[Callback], event: str, model: Doc2Vec) -> None:
+    """Call gensim-style callback methods; plain callables run at each epoch's end."""
+    for cb in callbacks:
+        method = getattr(cb, event, None)
+        if callable(method):
+            method(model)
+        elif event == "on_epoch_end" and callable(cb):
+            cb(model)
+
+
+def _signature() -> inspect.Signature:
+    """``Doc2Vec.__init__``'s signature with every config field spelled out, for help() and IDEs."""
+    base = inspect.signature(Doc2Vec.__init__)
+    params = [p for p in base.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    defaults = Doc2VecConfig()
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, f.name))
+               for f in config_fields()]
+    return base.replace(parameters=params)
+
+
+Doc2Vec.__init__.__signature__ = _signature()

@@ -1,0 +1,65 @@
+"""Vectors for new documents: many at once, in the same batched steps as training.
+
+Words, output vectors and attention stay frozen; only a fresh matrix of document
+vectors is trained, with gensim's ``infer_vector`` semantics (each document starts
+from gensim's pseudo-random vector seeded by its words, then ``epochs`` passes with
+the learning rate decaying from ``alpha`` to ``min_alpha``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gensim.models.keyedvectors import pseudorandom_weak_vector
+
+from attn_doc2vec.batching import Sampler
+from attn_doc2vec.config import Doc2VecConfig
+from attn_doc2vec.corpus import Vocabulary, encode_words
+from attn_doc2vec.model import Doc2VecModule
+from attn_doc2vec.training import Trainer, make_generator
+
+
+def initial_vectors(word_lists: list[list[str]], vector_size: int) -> np.ndarray:
+    """gensim's starting point for inference: a pseudo-random vector seeded by the document's words."""
+    out = np.empty((len(word_lists), vector_size), dtype=np.float32)
+    for i, words in enumerate(word_lists):  # one hash per document, not per token
+        out[i] = pseudorandom_weak_vector(vector_size, seed_string=" ".join(words))
+    return out
+
+
+def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_lists: list[list[str]],
+          epochs: int, alpha: float, min_alpha: float, progress: bool | None = None) -> torch.Tensor:
+    """Infer one vector per token list.
+
+    Parameters
+    ----------
+    module : Doc2VecModule
+        A trained network (left unchanged).
+    vocab : Vocabulary
+        Its vocabulary.
+    config : Doc2VecConfig
+        Its configuration (seed, batch size, window, negative).
+    word_lists : list of list of str
+        The documents.
+    epochs : int
+        Training passes over the documents.
+    alpha, min_alpha : float
+        Learning-rate schedule.
+    progress : bool or None
+        Show a progress bar (None: on a terminal).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(len(word_lists), vector_size)`` on the module's device. Documents with no known word keep
+        their (finite) starting vector.
+    """
+    device = module.word_vectors.device
+    encoded = encode_words(word_lists, vocab)
+    docs = torch.from_numpy(initial_vectors(word_lists, config.vector_size)).to(device)
+    if len(encoded.tokens) == 0:
+        return docs
+    sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
+    Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
+                                         progress=progress, desc="inferring")
+    return docs

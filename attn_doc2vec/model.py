@@ -1,0 +1,219 @@
+"""The Doc2Vec network: embeddings, the attention layer and the negative-sampling loss.
+
+Pure tensor code: no file IO, no gensim, no printing.
+
+Notation (shapes in comments): ``B`` examples in a batch, ``T`` document slots
+per example (the document's tags, usually 1), ``S = 2 * window`` context-word
+slots, ``K = 1 + negative`` output words (the target first, then the negatives),
+``D = vector_size``.
+
+The attention layer (``context="attention"``) follows Ling et al. (2015, "Not All
+Contexts Are Created Equal"): the context word ``w_j`` at relative position ``p_j``
+gets the score ``e_j = u[w_j, p_j] + b[p_j]`` and the weight ``p = softmax(e)`` over
+the valid words of the window. The document vector keeps the share it has in
+gensim's mean PV-DM, so that it is always trained as strongly as there:
+
+    h = (1 / n) * d  +  (m / n) * sum_j p_j * x_j        (m context words, n = m + 1)
+
+The weights ``a = (1/n, m/n * p)`` of all slots sum to 1. ``u`` (one score per
+word and position) and ``b`` (one per position) start at zero, so an untrained
+layer is exactly gensim's mean PV-DM; training moves weight towards the context
+words that predict the target well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+MASKED = -1e30  # score of padding: exp() underflows to 0, and an all-padding row stays finite
+
+
+@dataclass
+class Batch:
+    """One vectorized training or inference step.
+
+    Attributes
+    ----------
+    doc_slots : Tensor
+        ``(B, T)`` int64 rows of the document matrix; ``-1`` marks padding.
+    words : Tensor
+        ``(B, S)`` int64 context-word rows (any valid row where masked); ``(B, 0)`` for PV-DBOW.
+    positions : Tensor
+        ``(B, S)`` int64 relative-position index in ``[0, S)``.
+    word_mask : Tensor
+        ``(B, S)`` bool, True where a context slot holds a real word.
+    outputs : Tensor
+        ``(B, K)`` int64 output-word rows: the target, then the negatives.
+    output_mask : Tensor
+        ``(B, K)`` bool, False for negatives that drew the target itself (gensim skips them).
+    """
+
+    doc_slots: Tensor
+    words: Tensor
+    positions: Tensor
+    word_mask: Tensor
+    outputs: Tensor
+    output_mask: Tensor
+
+
+@dataclass
+class Gradients:
+    """Exact gradients of the summed batch loss, as dense per-slot values (see :meth:`Doc2VecModule.gradients`)."""
+
+    loss: Tensor  # () summed loss of the batch
+    slots: Tensor  # (B, T+S, D) dL/dx for each document and word slot
+    outputs: Tensor  # (B, K, D) dL/dv for each output row
+    scores: Tensor | None  # (B, S) dL/de of the context-word scores, attention only
+    weights: Tensor  # (B, T+S) the combination weights a used in the forward pass
+
+
+class Doc2VecModule(nn.Module):
+    """Document, word and output embeddings plus the context-combination layer.
+
+    Parameters
+    ----------
+    n_words, n_docs, vector_size : int
+        Table sizes.
+    window : int
+        Maximum context distance; there are ``2 * window`` relative positions.
+    context : str
+        ``"attention"``, ``"mean"`` or ``"sum"`` (ignored when ``dm == 0``).
+    dm : int
+        1 for PV-DM, 0 for PV-DBOW.
+    """
+
+    def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int) -> None:
+        super().__init__()
+        self.context = context
+        self.dm = dm
+        self.window = window
+        self.doc_vectors = nn.Parameter(torch.zeros(n_docs, vector_size), requires_grad=False)
+        self.word_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)
+        self.output_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)  # gensim's syn1neg
+        n_pos = 2 * window
+        if self.uses_attention:
+            self.word_scores = nn.Parameter(torch.zeros(n_words, n_pos), requires_grad=False)  # u
+            self.position_scores = nn.Parameter(torch.zeros(n_pos), requires_grad=False)  # b
+
+    @property
+    def uses_attention(self) -> bool:
+        """True for attentive PV-DM."""
+        return self.dm == 1 and self.context == "attention"
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """word2vec's initialization: inputs uniform in ``±0.5 / D``, outputs and scores zero."""
+        dim = self.word_vectors.shape[1]
+        for table in (self.word_vectors, self.doc_vectors):
+            table.data.copy_((torch.rand(table.shape, generator=generator, device=table.device) - 0.5) / dim)
+        self.output_vectors.data.zero_()
+        if self.uses_attention:
+            self.word_scores.data.zero_()
+            self.position_scores.data.zero_()
+
+    # ----------------------------------------------------------------------------------------
+    # Forward pass, written with differentiable ops: the reference the explicit gradients are
+    # tested against, and the source of the attention weights for plots.
+
+    def slot_vectors(self, batch: Batch, doc_vectors: Tensor | None = None) -> Tensor:
+        """Vectors of every document and word slot, ``(B, T+S, D)``."""
+        docs = self.doc_vectors if doc_vectors is None else doc_vectors
+        doc_x = docs[batch.doc_slots.clamp(min=0)]  # (B, T, D)
+        if batch.words.shape[1] == 0:
+            return doc_x
+        return torch.cat([doc_x, self.word_vectors[batch.words]], dim=1)  # (B, T+S, D)
+
+    def slot_mask(self, batch: Batch) -> Tensor:
+        """``(B, T+S)`` bool mask of real slots."""
+        return torch.cat([batch.doc_slots >= 0, batch.word_mask], dim=1)
+
+    def scores(self, batch: Batch, word_scores: Tensor | None = None,
+               position_scores: Tensor | None = None) -> Tensor:
+        """Attention scores ``e`` of the context words, ``(B, S)``, ``MASKED`` on padding (attention only).
+
+        The optional arguments replace the module's own score tables (used by gradient checks).
+        """
+        u = self.word_scores if word_scores is None else word_scores
+        b = self.position_scores if position_scores is None else position_scores
+        e = u[batch.words, batch.positions] + b[batch.positions]  # (B, S)
+        return e.masked_fill(~batch.word_mask, MASKED)
+
+    def attention(self, batch: Batch, scores: Tensor | None = None) -> Tensor:
+        """Attention ``p`` over the context words, ``(B, S)``: sums to 1 over the valid words, 0 on padding."""
+        e = self.scores(batch) if scores is None else scores
+        return torch.softmax(e, dim=1) * batch.word_mask
+
+    def weights(self, batch: Batch, scores: Tensor | None = None) -> Tensor:
+        """Combination weights ``a`` of every slot (documents first), ``(B, T+S)``; zero on padding.
+
+        Attention: ``1/n`` per document slot and ``(m/n) p`` on the words; mean: ``1/n``; sum: 1.
+        PV-DBOW: 1 on its single document slot.
+        """
+        valid = self.slot_mask(batch).to(self.word_vectors.dtype)
+        if self.dm == 0 or self.context == "sum":
+            return valid
+        n = valid.sum(dim=1, keepdim=True)  # (B, 1)
+        if self.context == "mean":
+            return valid / n
+        n_doc = batch.doc_slots.shape[1]
+        m = valid[:, n_doc:].sum(dim=1, keepdim=True)
+        return torch.cat([valid[:, :n_doc] / n, self.attention(batch, scores) * (m / n)], dim=1)
+
+    def forward(self, batch: Batch, doc_vectors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per-example negative-sampling loss and the weights used.
+
+        Returns
+        -------
+        loss : Tensor
+            ``(B,)`` ``-log s(h.v_target) - sum_k log s(-h.v_k)`` over the unmasked negatives.
+        weights : Tensor
+            ``(B, T+S)`` the combination weights ``a`` of the forward pass.
+        """
+        a = self.weights(batch)  # (B, T+S)
+        x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
+        h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
+        z = torch.einsum("bd,bkd->bk", h, self.output_vectors[batch.outputs])  # (B, K)
+        sign = torch.ones_like(z)
+        sign[:, 1:] = -1.0
+        loss = (nn.functional.softplus(-sign * z) * batch.output_mask).sum(dim=1)
+        return loss, a
+
+    # ----------------------------------------------------------------------------------------
+    # Explicit gradients: what training applies. No autograd graph, so one batch costs a handful
+    # of batched matrix products.
+
+    def gradients(self, batch: Batch, doc_vectors: Tensor | None = None) -> Gradients:
+        """Exact gradients of ``forward(batch)[0].sum()`` with respect to every slot, output row and score.
+
+        Parameters
+        ----------
+        batch : Batch
+            The examples.
+        doc_vectors : Tensor, optional
+            A document matrix to use instead of the module's (inference trains a new one).
+        """
+        a = self.weights(batch)  # (B, T+S)
+        x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
+        h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
+        v = self.output_vectors[batch.outputs]  # (B, K, D)
+        z = torch.einsum("bd,bkd->bk", h, v)  # (B, K)
+        label = torch.zeros_like(z)
+        label[:, 0] = 1.0
+        keep = batch.output_mask.to(z.dtype)
+        sign = 1.0 - 2.0 * label  # -1 for the target, +1 for negatives
+        loss = (nn.functional.softplus(sign * z) * keep).sum()
+        g = (torch.sigmoid(z) - label) * keep  # (B, K) dL/dz
+        grad_outputs = g.unsqueeze(2) * h.unsqueeze(1)  # (B, K, D)
+        grad_h = torch.einsum("bk,bkd->bd", g, v)  # (B, D)
+        grad_slots = a.unsqueeze(2) * grad_h.unsqueeze(1)  # (B, T+S, D)
+        grad_scores = None
+        if self.uses_attention:
+            n_doc = batch.doc_slots.shape[1]
+            a_words = a[:, n_doc:]  # (B, S) = (m/n) p
+            grad_a = torch.einsum("bd,bsd->bs", grad_h, x[:, n_doc:])  # (B, S)
+            p = self.attention(batch)
+            # softmax backward, scaled by m/n: de_j = a_j (ga_j - sum_i p_i ga_i)
+            grad_scores = a_words * (grad_a - (p * grad_a).sum(dim=1, keepdim=True))
+        return Gradients(loss=loss, slots=grad_slots, outputs=grad_outputs, scores=grad_scores, weights=a)

@@ -1,0 +1,269 @@
+"""The training loop: batches, learning-rate decay, sparse SGD updates, device, progress.
+
+Updates follow gensim's rules so that results are comparable: plain SGD with a
+learning rate decaying linearly from ``alpha`` to ``min_alpha`` over all epochs,
+and context-vector errors propagated to the inputs as gensim does (undivided for
+``mean``, divided by the number of inputs for ``sum``). For ``attention`` each
+input receives the error in proportion to its weight, ``n * a_j * dL/dh``: the
+document vector exactly as in gensim's mean rule, the words too while the
+attention is uniform.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
+from attn_doc2vec.config import Doc2VecConfig
+from attn_doc2vec.corpus import EncodedCorpus
+from attn_doc2vec.model import Batch, Doc2VecModule, Gradients
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochStats:
+    """What one epoch did.
+
+    Attributes
+    ----------
+    epoch : int
+        Index of the epoch within its ``train`` call.
+    loss : float
+        Summed negative-sampling loss over the epoch's examples.
+    examples : int
+        Predictions made (PV-DM: kept tokens; PV-DBOW: (tag, token) pairs).
+    raw_words : int
+        Corpus tokens of the epoch, counted before downsampling.
+    seconds : float
+        Wall time of the epoch.
+    alpha : float
+        Learning rate at the end of the epoch.
+    """
+
+    epoch: int
+    loss: float
+    examples: int
+    raw_words: int
+    seconds: float
+    alpha: float
+
+    @property
+    def mean_loss(self) -> float:
+        """Loss per prediction."""
+        return self.loss / max(self.examples, 1)
+
+    @property
+    def words_per_second(self) -> float:
+        """Corpus tokens (before downsampling) per second of training."""
+        return self.raw_words / max(self.seconds, 1e-9)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``"auto"`` into CUDA when available, else CPU; check that an explicit device exists."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"The 'device' parameter must name a torch device such as 'cpu' or 'cuda'. Got {name!r} instead.") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was requested but CUDA is not available here; use device='cpu' or 'auto'.")
+    return device
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@contextmanager
+def training_mode(device: torch.device, workers: int | None):
+    """Deterministic kernels on CUDA and the requested CPU threads, restored afterwards."""
+    previous_threads = torch.get_num_threads()
+    previous_det = torch.are_deterministic_algorithms_enabled()
+    try:
+        if workers is not None:
+            torch.set_num_threads(workers)
+        if device.type == "cuda":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_det)
+
+
+class Trainer:
+    """Runs epochs of SGD over an encoded corpus.
+
+    Parameters
+    ----------
+    module : Doc2VecModule
+        The network, already on its device.
+    sampler : Sampler
+        Random draws (downsampling, windows, negatives) on the same device.
+    config : Doc2VecConfig
+        Training parameters.
+    """
+
+    def __init__(self, module: Doc2VecModule, sampler: Sampler, config: Doc2VecConfig) -> None:
+        self.module = module
+        self.sampler = sampler
+        self.config = config
+        self.device = module.word_vectors.device
+
+    def run(
+        self,
+        encoded: EncodedCorpus,
+        epochs: int,
+        start_alpha: float,
+        end_alpha: float,
+        doc_vectors: Tensor | None = None,
+        on_epoch_begin: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[EpochStats], None] | None = None,
+        progress: bool | None = None,
+        desc: str = "training",
+    ) -> list[EpochStats]:
+        """Train for ``epochs`` passes.
+
+        Parameters
+        ----------
+        encoded : EncodedCorpus
+            The corpus; its tag rows index ``doc_vectors``.
+        epochs : int
+            Passes over the corpus.
+        start_alpha, end_alpha : float
+            Learning rate at the start and at the end, decayed linearly per batch.
+        doc_vectors : Tensor, optional
+            Train this document matrix only, leaving words, outputs and attention frozen (inference).
+            By default the module's own tables are all trained.
+        on_epoch_begin, on_epoch_end : callable, optional
+            Hooks called with the epoch index / its :class:`EpochStats`.
+        progress : bool or None
+            Show a tqdm bar (None: only on a terminal).
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss stops being finite.
+        """
+        corpus = DeviceCorpus.from_encoded(encoded, self.device)
+        docs = self.module.doc_vectors.data if doc_vectors is None else doc_vectors
+        total_words = epochs * encoded.raw_words
+        history: list[EpochStats] = []
+        bar = tqdm(total=total_words, unit="word", unit_scale=True, desc=desc,
+                   disable={None: None, True: False, False: True}[progress], leave=False)
+        with torch.no_grad(), training_mode(self.device, self.config.workers), bar:
+            for epoch in range(epochs):
+                if on_epoch_begin is not None:
+                    on_epoch_begin(epoch)
+                t0 = time.perf_counter()
+                loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, epoch, epochs,
+                                                    start_alpha, end_alpha, bar, encoded.raw_words)
+                stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
+                                   seconds=time.perf_counter() - t0, alpha=alpha)
+                if not math.isfinite(stats.loss):
+                    raise FloatingPointError(
+                        f"The training loss became {stats.loss} in epoch {epoch + 1}: the learning rate "
+                        f"(alpha={start_alpha}) is probably too high for batch_size={self.config.batch_size}; "
+                        "lower alpha or batch_size and train again from build_vocab."
+                    )
+                bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{stats.mean_loss:.4f}")
+                history.append(stats)
+                if on_epoch_end is not None:
+                    on_epoch_end(stats)
+        return history
+
+    def _epoch(self, corpus: DeviceCorpus, docs: Tensor, update_shared: bool, epoch: int, epochs: int,
+               start_alpha: float, end_alpha: float, bar, raw_words: int) -> tuple[float, int, float]:
+        kept = self.sampler.downsample(corpus)
+        slots = None
+        if self.module.dm:
+            positions = torch.arange(len(kept), device=self.device)
+        else:
+            positions, slots = dbow_examples(kept)
+        n = positions.shape[0]
+        # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it.
+        order = torch.randperm(n, generator=self.sampler.generator, device=self.device)
+        batch_size = self.config.batch_size
+        n_batches = math.ceil(n / batch_size)
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        alpha = start_alpha
+        words_done = 0
+        for i in range(n_batches):
+            alpha = start_alpha - (start_alpha - end_alpha) * (epoch + i / n_batches) / epochs
+            pick = order[i * batch_size:(i + 1) * batch_size]
+            if self.module.dm:
+                batch = self.sampler.pvdm_batch(kept, positions[pick])
+            else:
+                batch = self.sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick])
+            grads = self.module.gradients(batch, docs)
+            apply_update(self.module, batch, grads, alpha, docs, update_shared, self.config.attention_alpha)
+            loss += grads.loss
+            words = raw_words * (i + 1) // n_batches
+            bar.update(words - words_done)
+            words_done = words
+        bar.update(raw_words - words_done)
+        return float(loss), n, alpha
+
+
+def input_scale(module: Doc2VecModule, batch: Batch) -> Tensor:
+    """Per-example factor turning the exact input gradient into gensim's update, ``(B,)``."""
+    n = module.slot_mask(batch).sum(dim=1).to(module.word_vectors.dtype)
+    if module.dm == 0:
+        return torch.ones_like(n)
+    if module.context == "sum":
+        return 1.0 / n
+    return n
+
+
+def apply_update(module: Doc2VecModule, batch: Batch, grads: Gradients, alpha: float, docs: Tensor,
+                 update_shared: bool, attention_alpha: float = 1.0) -> None:
+    """One SGD step: scatter-add every row's update (rows repeated in a batch add up, Hogwild-style).
+
+    Parameters
+    ----------
+    module : Doc2VecModule
+        Holds the word, output and attention tables.
+    batch, grads : Batch, Gradients
+        The examples and their exact gradients.
+    alpha : float
+        Learning rate.
+    docs : Tensor
+        The document matrix being trained.
+    update_shared : bool
+        Also update words, outputs and attention (False during inference).
+    attention_alpha : float
+        Multiplier of ``alpha`` for the attention scores.
+    """
+    dim = docs.shape[1]
+    n_doc = batch.doc_slots.shape[1]
+    step = grads.slots * (-alpha * input_scale(module, batch))[:, None, None]  # (B, T+S, D)
+    _scatter_rows(docs, batch.doc_slots.clamp(min=0), step[:, :n_doc], dim)
+    if not update_shared:
+        return
+    if batch.words.shape[1]:
+        _scatter_rows(module.word_vectors.data, batch.words, step[:, n_doc:], dim)
+    _scatter_rows(module.output_vectors.data, batch.outputs, grads.outputs * -alpha, dim)
+    if grads.scores is not None:
+        word_step = grads.scores * (-alpha * attention_alpha)  # (B, S)
+        module.word_scores.data.index_put_((batch.words.reshape(-1), batch.positions.reshape(-1)),
+                                           word_step.reshape(-1), accumulate=True)
+        module.position_scores.data.index_put_((batch.positions.reshape(-1),), word_step.reshape(-1),
+                                               accumulate=True)
+
+
+def _scatter_rows(table: Tensor, rows: Tensor, values: Tensor, dim: int) -> None:
+    # index_put_ with accumulate=True is deterministic on CPU and, in deterministic mode, on CUDA.
+    table.index_put_((rows.reshape(-1),), values.reshape(-1, dim), accumulate=True)
