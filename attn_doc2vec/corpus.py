@@ -8,9 +8,12 @@ vectorized operations.
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,7 @@ import numpy as np
 from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
 from gensim.models.doc2vec import TaggedDocument, TaggedLineDocument
 from gensim.models.keyedvectors import KeyedVectors
+from gensim.utils import simple_preprocess
 
 from attn_doc2vec.config import Doc2VecConfig
 
@@ -145,6 +149,59 @@ def checked(documents: Iterable) -> Iterator:
     for i, doc in enumerate(documents):
         check_document(doc, i)
         yield doc
+
+
+_REGEX_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def regex_tokenize(text: str) -> list[str]:
+    """Lower-case, drop HTML ``<br />``, and keep words and punctuation marks as tokens."""
+    return _REGEX_TOKEN.findall(text.replace("<br />", " ").lower())
+
+
+TOKENIZERS = {"simple_preprocess": simple_preprocess, "whitespace": str.split, "regex": regex_tokenize}
+
+
+class LineCorpus:
+    """A re-iterable corpus read lazily from a file, one document per line.
+
+    Plain text (each line a document, tagged by its line number) or JSON Lines
+    (``.jsonl`` / ``.jsonl.gz``: a ``text`` field and optional ``tags`` list, tagged
+    by line number when absent).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    tokenizer : str or callable
+        A name from :data:`TOKENIZERS` (default gensim's ``simple_preprocess``) or a function ``str -> list[str]``.
+    """
+
+    def __init__(self, path: str | os.PathLike, tokenizer: str | Callable[[str], list[str]] = "simple_preprocess"):
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"Corpus file {self.path!r} does not exist.")
+        if isinstance(tokenizer, str):
+            if tokenizer not in TOKENIZERS:
+                raise ValueError(f"Unknown tokenizer {tokenizer!r}; choose one of {sorted(TOKENIZERS)} or pass a function.")
+            tokenizer = TOKENIZERS[tokenizer]
+        self.tokenizer = tokenizer
+        self.jsonl = ".jsonl" in os.path.basename(self.path)
+
+    def __iter__(self) -> Iterator[TaggedDocument]:
+        opener = gzip.open if self.path.endswith(".gz") else open
+        with opener(self.path, "rt", encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if not self.jsonl:
+                    yield TaggedDocument(self.tokenizer(line), [i])
+                    continue
+                try:
+                    record = json.loads(line)
+                    text = record["text"]
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    raise ValueError(f"{self.path}, line {i + 1}: expected a JSON object with a 'text' field ({err}).") from err
+                tags = record.get("tags", [i])
+                yield TaggedDocument(self.tokenizer(text), tags if isinstance(tags, list) else [tags])
 
 
 def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) -> Vocabulary:
