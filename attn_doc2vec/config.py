@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 CONTEXT_MODES = ("attention", "mean", "sum")
+BACKENDS = ("auto", "torch", "numba")
 
 
 @dataclass
@@ -55,11 +56,18 @@ class Doc2VecConfig:
         per vectorized training step.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    backend : str
+        Who runs the SGD steps: ``"torch"`` (the PyTorch reference, any device), ``"numba"``
+        (fused CPU kernels, same results up to float rounding, several times faster) or
+        ``"auto"`` (Numba on the CPU when it is installed, else PyTorch).
     workers : int or None
-        CPU threads PyTorch may use while training (gensim's worker threads);
+        CPU threads PyTorch and Numba may use while training (gensim's worker threads);
         ``None`` keeps PyTorch's default.
     attention_alpha : float
         Learning-rate multiplier for the attention scores, relative to ``alpha``.
+    row_update_cap : int
+        A vector used k times in one batch moves by the mean of its k updates times
+        ``min(k, row_update_cap)``, so frequent words cannot blow up large batches.
     """
 
     vector_size: int = 100
@@ -78,8 +86,10 @@ class Doc2VecConfig:
     seed: int = 1
     batch_size: int = 1024
     device: str = "auto"
+    backend: str = "auto"
     workers: int | None = None
     attention_alpha: float = 1.0
+    row_update_cap: int = 32
 
     def validate(self) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -113,8 +123,13 @@ class Doc2VecConfig:
         _check_int(self, "epochs", 1)
         _check_int(self, "seed", 0)
         _check_int(self, "batch_size", 1)
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"The 'backend' parameter must be one of {', '.join(map(repr, BACKENDS))}. Got {self.backend!r} instead."
+            )
         _check_int(self, "workers", 1, optional=True)
         _check_float(self, "attention_alpha", 0.0)
+        _check_int(self, "row_update_cap", 1)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"The 'device' parameter must be a string such as 'auto', 'cpu' or 'cuda'. Got {self.device!r} instead.")
         return self

@@ -11,6 +11,7 @@ attention is uniform.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import time
@@ -79,6 +80,19 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} was requested but CUDA is not available here; use device='cpu' or 'auto'.")
     return device
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """Turn ``"auto"`` into ``"numba"`` on the CPU when Numba is installed, else ``"torch"``; check ``"numba"``."""
+    has_numba = importlib.util.find_spec("numba") is not None
+    if name == "auto":
+        return "numba" if device.type == "cpu" and has_numba else "torch"
+    if name == "numba" and device.type != "cpu":
+        raise ValueError(f"backend='numba' runs on the CPU only, but the device is {device}; use backend='torch' "
+                         "or 'auto' (or device='cpu').")
+    if name == "numba" and not has_numba:
+        raise ImportError("backend='numba' needs Numba: pip install numba (or use backend='torch').")
+    return name
 
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -164,7 +178,10 @@ class Trainer:
         history: list[EpochStats] = []
         bar = tqdm(total=total_words, unit="word", unit_scale=True, desc=desc,
                    disable={None: None, True: False, False: True}[progress], leave=False)
-        with torch.no_grad(), training_mode(self.device, self.config.workers), bar:
+        # With the Numba backend PyTorch only builds the batches, one thread suffices: more would spin
+        # in OpenMP barriers against the kernels' threads (measured 5-20x slower batches on 2 cores).
+        numba_backend = resolve_backend(self.config.backend, self.device) == "numba"
+        with torch.no_grad(), training_mode(self.device, 1 if numba_backend else self.config.workers), bar:
             for epoch in range(epochs):
                 if on_epoch_begin is not None:
                     on_epoch_begin(epoch)
@@ -197,10 +214,15 @@ class Trainer:
         # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it.
         order = torch.randperm(n, generator=self.sampler.generator, device=self.device)
         batch_size = self.config.batch_size
+        if not update_shared:
+            # Inference trains few document vectors, each used by many examples: keep a document's
+            # expected uses per batch within row_update_cap, so a lone document is not averaged away.
+            batch_size = min(batch_size, self.config.row_update_cap * docs.shape[0])
         n_batches = math.ceil(n / batch_size)
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
         alpha = start_alpha
         words_done = 0
+        step = self._step(docs, update_shared)
         for i in range(n_batches):
             alpha = start_alpha - (start_alpha - end_alpha) * (epoch + i / n_batches) / epochs
             pick = order[i * batch_size:(i + 1) * batch_size]
@@ -208,14 +230,27 @@ class Trainer:
                 batch = self.sampler.pvdm_batch(kept, positions[pick])
             else:
                 batch = self.sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick])
-            grads = self.module.gradients(batch, docs)
-            apply_update(self.module, batch, grads, alpha, docs, update_shared, self.config.attention_alpha)
-            loss += grads.loss
+            loss += step(batch, alpha)
             words = raw_words * (i + 1) // n_batches
             bar.update(words - words_done)
             words_done = words
         bar.update(raw_words - words_done)
         return float(loss), n, alpha
+
+    def _step(self, docs: Tensor, update_shared: bool) -> Callable[[Batch, float], Tensor | float]:
+        """The backend's SGD step, ``step(batch, alpha) -> loss``: fused Numba kernels or the PyTorch reference."""
+        cfg = self.config
+        if resolve_backend(cfg.backend, self.device) == "numba":
+            from attn_doc2vec.fused import FusedStep  # imports Numba only when it is used
+
+            return FusedStep(self.module, docs, update_shared, cfg.attention_alpha, cfg.row_update_cap, cfg.workers)
+
+        def reference(batch: Batch, alpha: float) -> Tensor:
+            grads = self.module.gradients(batch, docs)
+            apply_update(self.module, batch, grads, alpha, docs, update_shared, cfg.attention_alpha, cfg.row_update_cap)
+            return grads.loss
+
+        return reference
 
 
 def input_scale(module: Doc2VecModule, batch: Batch) -> Tensor:
@@ -229,8 +264,14 @@ def input_scale(module: Doc2VecModule, batch: Batch) -> Tensor:
 
 
 def apply_update(module: Doc2VecModule, batch: Batch, grads: Gradients, alpha: float, docs: Tensor,
-                 update_shared: bool, attention_alpha: float = 1.0) -> None:
-    """One SGD step: scatter-add every row's update (rows repeated in a batch add up, Hogwild-style).
+                 update_shared: bool, attention_alpha: float = 1.0, cap: int = 32) -> None:
+    """One SGD step: scatter-add every row's updates, capping rows repeated in the batch.
+
+    Updates computed in one batch all start from the same point, so ``k`` updates of a row
+    summed can overshoot where ``k`` sequential ones (gensim's) would not. A row (word,
+    output, document vector or attention score) used ``k`` times in the batch therefore
+    moves by the mean of its updates times ``min(k, cap)``: sums as in sequential SGD up to
+    ``cap``, an average beyond.
 
     Parameters
     ----------
@@ -246,24 +287,32 @@ def apply_update(module: Doc2VecModule, batch: Batch, grads: Gradients, alpha: f
         Also update words, outputs and attention (False during inference).
     attention_alpha : float
         Multiplier of ``alpha`` for the attention scores.
+    cap : int
+        Most updates of one row that add up in a batch (``row_update_cap``).
     """
-    dim = docs.shape[1]
     n_doc = batch.doc_slots.shape[1]
     step = grads.slots * (-alpha * input_scale(module, batch))[:, None, None]  # (B, T+S, D)
-    _scatter_rows(docs, batch.doc_slots.clamp(min=0), step[:, :n_doc], dim)
+    _scatter_rows(docs, batch.doc_slots, batch.doc_slots >= 0, step[:, :n_doc], cap)
     if not update_shared:
         return
     if batch.words.shape[1]:
-        _scatter_rows(module.word_vectors.data, batch.words, step[:, n_doc:], dim)
-    _scatter_rows(module.output_vectors.data, batch.outputs, grads.outputs * -alpha, dim)
+        _scatter_rows(module.word_vectors.data, batch.words, batch.word_mask, step[:, n_doc:], cap)
+    _scatter_rows(module.output_vectors.data, batch.outputs, batch.output_mask, grads.outputs * -alpha, cap)
     if grads.scores is not None:
         word_step = grads.scores * (-alpha * attention_alpha)  # (B, S)
-        module.word_scores.data.index_put_((batch.words.reshape(-1), batch.positions.reshape(-1)),
-                                           word_step.reshape(-1), accumulate=True)
-        module.position_scores.data.index_put_((batch.positions.reshape(-1),), word_step.reshape(-1),
-                                               accumulate=True)
+        n_pos = module.position_scores.shape[0]
+        _scatter_rows(module.word_scores.data.view(-1), batch.words * n_pos + batch.positions, batch.word_mask,
+                      word_step, cap)
+        _scatter_rows(module.position_scores.data, batch.positions, batch.word_mask, word_step, cap)
 
 
-def _scatter_rows(table: Tensor, rows: Tensor, values: Tensor, dim: int) -> None:
+def _scatter_rows(table: Tensor, rows: Tensor, valid: Tensor, values: Tensor, cap: int) -> None:
+    """``table[rows] += values`` over the valid entries, each row's sum scaled to at most ``cap`` updates."""
+    rows = torch.where(valid, rows, -1).reshape(-1)  # padding forms its own group; its values are zero
+    values = values.reshape(rows.shape[0], -1) if table.dim() > 1 else values.reshape(-1)
+    _, inverse, counts = torch.unique(rows, return_inverse=True, return_counts=True)
+    k = counts[inverse].to(values.dtype)
+    factor = torch.where(k > cap, cap / k, torch.ones_like(k))
+    values = values * (factor[:, None] if table.dim() > 1 else factor)
     # index_put_ with accumulate=True is deterministic on CPU and, in deterministic mode, on CUDA.
-    table.index_put_((rows.reshape(-1),), values.reshape(-1, dim), accumulate=True)
+    table.index_put_((rows.clamp(min=0),), values, accumulate=True)
