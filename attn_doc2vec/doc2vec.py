@@ -16,6 +16,7 @@ from attn_doc2vec import checkpoint
 from attn_doc2vec.batching import Sampler
 from attn_doc2vec.config import Doc2VecConfig, config_fields
 from attn_doc2vec.corpus import Vocabulary, build_vocabulary, encode, resolve_corpus
+from attn_doc2vec.explain import AttentionMixin
 from attn_doc2vec.inference import infer
 from attn_doc2vec.model import Doc2VecModule
 from attn_doc2vec.training import EpochStats, Trainer, make_generator, resolve_device
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 Callback = Any  # a gensim CallbackAny2Vec or any callable taking the model
 
 
-class Doc2Vec:
+class Doc2Vec(AttentionMixin):
     """Doc2Vec in PyTorch whose PV-DM can weight its context words with learned attention.
 
     Parameters are gensim's (``vector_size``, ``window``, ``min_count``, ``sample``, ``negative``,
@@ -193,6 +194,7 @@ class Doc2Vec:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
         encoded = encode(corpus, self.vocab)
+        self._remember_corpus(encoded)  # for attention plots by tag (AttentionMixin)
         if total_examples is not None and total_examples != encoded.n_docs:
             logger.warning("total_examples=%d but the corpus has %d documents; using %d.",
                            total_examples, encoded.n_docs, encoded.n_docs)
