@@ -181,7 +181,11 @@ def _swap_in(staging: Path, path: Path) -> None:
         return
     old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
     os.replace(path, old)
-    os.replace(staging, path)
+    try:
+        os.replace(staging, path)
+    except BaseException:
+        os.replace(old, path)  # put the previous checkpoint back where it was
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -8,9 +8,10 @@ the learning rate decaying from ``alpha`` to ``min_alpha``).
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
-from gensim.models.keyedvectors import pseudorandom_weak_vector
 
 from attn_doc2vec.batching import Sampler
 from attn_doc2vec.config import Doc2VecConfig
@@ -20,10 +21,16 @@ from attn_doc2vec.training import Trainer, make_generator
 
 
 def initial_vectors(word_lists: list[list[str]], vector_size: int) -> np.ndarray:
-    """gensim's starting point for inference: a pseudo-random vector seeded by the document's words."""
+    """gensim's starting point for inference: a pseudo-random vector seeded by the document's words.
+
+    gensim's ``pseudorandom_weak_vector`` with a stable hash (CRC32): gensim's ``hash()`` is salted per
+    process and an empty document falls back to a shared random stream, so the same words would not
+    give the same vector twice.
+    """
     out = np.empty((len(word_lists), vector_size), dtype=np.float32)
     for i, words in enumerate(word_lists):  # one hash per document, not per token
-        out[i] = pseudorandom_weak_vector(vector_size, seed_string=" ".join(words))
+        once = np.random.Generator(np.random.SFC64(zlib.crc32(" ".join(words).encode("utf-8"))))
+        out[i] = (once.random(vector_size).astype(np.float32) - 0.5) / vector_size
     return out
 
 

@@ -1,0 +1,158 @@
+"""Sampler: windows, negatives and downsampling follow word2vec/gensim's rules, statistically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attn_doc2vec import TaggedDocument
+from attn_doc2vec.batching import UINT32_RANGE, DeviceCorpus, Sampler, dbow_examples
+from attn_doc2vec.config import Doc2VecConfig
+from attn_doc2vec.corpus import build_vocabulary, encode
+from attn_doc2vec.training import make_generator
+
+CPU = torch.device("cpu")
+
+
+def prepare(docs, seed: int = 0, **settings):
+    cfg = Doc2VecConfig(**({"min_count": 1, "sample": 0.0} | settings))
+    vocab = build_vocabulary(docs, cfg)
+    corpus = DeviceCorpus.from_encoded(encode(docs, vocab), CPU)
+    return vocab, corpus, Sampler.from_vocab(vocab, cfg, make_generator(seed, CPU))
+
+
+def random_docs(lengths, n_words: int = 20, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return [TaggedDocument([f"w{j}" for j in rng.integers(0, n_words, n)], [i]) for i, n in enumerate(lengths)]
+
+
+@pytest.fixture(scope="module")
+def lee_sampling(lee_docs):
+    """Lee vocabulary with gensim's default downsampling, its encoded corpus and a sampler."""
+    return prepare(lee_docs, min_count=2, sample=1e-3)
+
+
+def test_device_corpus_knows_each_tokens_document() -> None:
+    _, corpus, _ = prepare(random_docs([3, 1, 4]))
+    assert corpus.docs.tolist() == [0, 0, 0, 1, 2, 2, 2, 2]
+    assert corpus.offsets.tolist() == [0, 3, 4, 8]
+    assert len(corpus) == 8
+
+
+def test_windows_respect_document_boundaries_and_the_shrunk_window() -> None:
+    window = 4
+    _, corpus, sampler = prepare(random_docs([1, 2, 7, 3, 30, 5]), window=window)
+    positions = torch.arange(len(corpus))
+    batch = sampler.pvdm_batch(corpus, positions)
+    rel = sampler.rel
+    assert rel.tolist() == [-4, -3, -2, -1, 1, 2, 3, 4]
+    assert torch.equal(batch.positions, torch.arange(2 * window).expand(len(corpus), -1))
+    idx = positions[:, None] + rel[None, :]
+    doc = corpus.docs[positions]
+    inside = (idx >= corpus.offsets[doc][:, None]) & (idx < corpus.offsets[doc + 1][:, None])
+    assert not (batch.word_mask & ~inside).any()
+    # each example uses one reach r in 1..window on both sides (word2vec's random window shrinking)
+    fits = torch.stack([torch.all(batch.word_mask == (inside & (rel.abs() <= r)), dim=1)
+                        for r in range(1, window + 1)], dim=1)
+    assert fits.any(dim=1).all()
+    assert torch.equal(batch.words[batch.word_mask], corpus.tokens[idx[batch.word_mask]])
+    assert torch.equal(batch.outputs[:, 0], corpus.tokens)
+    assert torch.equal(batch.doc_slots, corpus.tags[doc])
+    assert not batch.word_mask[0].any()  # the one-token document has no context
+
+
+def test_window_reach_is_uniform_over_one_to_window() -> None:
+    window = 5
+    _, corpus, sampler = prepare(random_docs([4000]), window=window)
+    positions = torch.arange(window, len(corpus) - window)  # full windows only
+    batch = sampler.pvdm_batch(corpus, positions)
+    reach = (batch.word_mask * sampler.rel.abs()).max(dim=1).values
+    counts = torch.bincount(reach, minlength=window + 1)[1:].double()
+    expected = len(positions) / window
+    assert torch.all((counts - expected).abs() < 5 * expected**0.5), counts
+    # both sides always reach equally far
+    assert torch.equal(batch.word_mask[:, :window].sum(1), batch.word_mask[:, window:].sum(1))
+
+
+def test_negatives_follow_the_cum_table(lee_sampling) -> None:
+    vocab, _, sampler = lee_sampling
+    targets = torch.zeros(200_000, dtype=torch.int64)
+    outputs, mask = sampler.negatives(targets)
+    assert outputs.shape == (200_000, 1 + sampler.negative)
+    assert torch.all(outputs[:, 0] == 0) and torch.all(mask[:, 0])
+    assert torch.equal(mask[:, 1:], outputs[:, 1:] != 0)  # negatives that drew the target are skipped
+    drawn = np.bincount(outputs[:, 1:].reshape(-1).numpy(), minlength=len(vocab.wv)) / outputs[:, 1:].numel()
+    cum = vocab.cum_table.astype(np.float64)
+    table_p = np.diff(cum, prepend=0.0) / cum[-1]
+    gensim_p = vocab.counts**0.75 / (vocab.counts**0.75).sum()  # gensim's definition of the table
+    np.testing.assert_allclose(table_p, gensim_p, atol=1e-6)
+    sigma = np.sqrt(table_p * (1 - table_p) / outputs[:, 1:].numel())
+    assert np.all(np.abs(drawn - table_p) < 5 * sigma + 1e-6)
+    assert 0.5 * np.abs(drawn - table_p).sum() < 0.03  # total variation distance
+
+
+def test_downsampling_keeps_words_with_gensims_probability(lee_sampling) -> None:
+    vocab, corpus, sampler = lee_sampling
+    counts = vocab.counts
+    keep_p = np.minimum(vocab.sample_int / (UINT32_RANGE - 1), 1.0)
+    # gensim's formula, independently: p = (sqrt(f / t) + 1) * t / f with t = sample * total words
+    threshold = 1e-3 * counts.sum()
+    formula = np.minimum((np.sqrt(counts / threshold) + 1) * threshold / counts, 1.0)
+    np.testing.assert_allclose(keep_p, formula, rtol=1e-6)
+    assert keep_p[0] < 0.5 and keep_p[-1] == 1.0
+    trials = 10
+    kept = np.zeros(len(counts))
+    for _ in range(trials):
+        epoch = sampler.downsample(corpus)
+        kept += np.bincount(epoch.tokens.numpy(), minlength=len(counts))
+    rate = kept / (trials * counts)
+    sigma = np.sqrt(keep_p * (1 - keep_p) / (trials * counts))
+    assert np.all(np.abs(rate - keep_p) < 5 * sigma + 1e-9)
+    assert np.all(rate[keep_p == 1.0] == 1.0)
+
+
+def test_downsampling_keeps_order_and_document_boundaries(lee_sampling) -> None:
+    _, corpus, sampler = lee_sampling
+    epoch = sampler.downsample(corpus)
+    assert 0.3 * len(corpus) < len(epoch) < 0.9 * len(corpus)
+    lengths = epoch.offsets[1:] - epoch.offsets[:-1]
+    assert torch.equal(lengths, torch.bincount(epoch.docs, minlength=len(lengths)))
+    assert torch.all(epoch.docs[1:] >= epoch.docs[:-1])
+    for d in (0, 57, 299):  # a document's kept words are an ordered subsequence of its words
+        full = corpus.tokens[corpus.offsets[d]:corpus.offsets[d + 1]].tolist()
+        kept = iter(full)
+        assert all(any(w == x for x in kept) for w in epoch.tokens[epoch.offsets[d]:epoch.offsets[d + 1]].tolist())
+    assert epoch.tags is corpus.tags
+
+
+def test_no_downsampling_when_sample_is_zero(lee_docs) -> None:
+    _, corpus, sampler = prepare(lee_docs[:50], sample=0.0)
+    assert not sampler.downsamples
+    assert sampler.downsample(corpus) is corpus
+
+
+def test_dbow_examples_pair_every_tag_with_every_word() -> None:
+    docs = [TaggedDocument(["a", "b", "c"], [0, "x"]), TaggedDocument(["b"], [1]), TaggedDocument(["c", "a"], ["x"])]
+    vocab, corpus, sampler = prepare(docs)
+    positions, slots = dbow_examples(corpus)
+    pairs = list(zip(positions.tolist(), slots.tolist(), strict=True))
+    assert sorted(pairs) == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (4, 0), (5, 0)]
+    batch = sampler.dbow_batch(corpus, positions, slots)
+    expected = [corpus.tags[corpus.docs[p], s].item() for p, s in pairs]
+    assert batch.doc_slots[:, 0].tolist() == expected
+    assert vocab.dv.get_index("x") in expected and batch.words.shape == (len(positions), 0)
+    assert torch.equal(batch.outputs[:, 0], corpus.tokens[positions])
+    single, none = dbow_examples(prepare(random_docs([3, 2]))[1])
+    assert single.tolist() == [0, 1, 2, 3, 4] and none is None
+
+
+def test_same_seed_same_draws_different_seed_different_draws() -> None:
+    docs = random_docs([50, 40])
+    samplers = [prepare(docs, seed=s, sample=1e-2)[2] for s in (7, 7, 8)]
+    _, corpus, _ = prepare(docs)
+    draws = [(s.downsample(corpus).tokens, s.pvdm_batch(corpus, torch.arange(90))) for s in samplers]
+    assert torch.equal(draws[0][0], draws[1][0])
+    assert torch.equal(draws[0][1].word_mask, draws[1][1].word_mask)
+    assert torch.equal(draws[0][1].outputs, draws[1][1].outputs)
+    assert not torch.equal(draws[0][1].outputs, draws[2][1].outputs)

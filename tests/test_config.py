@@ -1,0 +1,82 @@
+"""Doc2VecConfig: defaults, validation messages that echo the bad value, dict round trips."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from attn_doc2vec.config import Doc2VecConfig, config_fields
+
+
+def test_defaults_are_gensims() -> None:
+    cfg = Doc2VecConfig().validate()
+    assert (cfg.vector_size, cfg.dm, cfg.window, cfg.min_count, cfg.sample, cfg.negative) == (100, 1, 5, 5, 1e-3, 5)
+    assert (cfg.ns_exponent, cfg.alpha, cfg.min_alpha, cfg.epochs) == (0.75, 0.025, 0.0001, 10)
+    assert cfg.context == "attention"
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("window", 0, r"'window' parameter must be an int >= 1\. Got 0 instead"),
+        ("vector_size", -1, r"'vector_size' parameter must be an int >= 1\. Got -1 instead"),
+        ("vector_size", 16.0, r"'vector_size'.*int.*Got 16\.0 instead"),
+        ("vector_size", True, r"'vector_size'.*Got True instead"),
+        ("dm", 2, r"'dm' parameter must be 1 \(PV-DM\) or 0 \(PV-DBOW\)\. Got 2 instead"),
+        ("context", "max", r"'context' parameter must be one of 'attention', 'mean', 'sum'\. Got 'max' instead"),
+        ("alpha", 0, r"'alpha' parameter must be a number > 0.*Got 0 instead"),
+        ("alpha", float("nan"), r"'alpha'.*Got nan instead"),
+        ("negative", 0, r"'negative'.*int >= 1.*hierarchical softmax is not supported.*Got 0 instead"),
+        ("min_count", 0, r"'min_count'.*Got 0 instead"),
+        ("sample", -0.1, r"'sample'.*>= 0.*Got -0\.1 instead"),
+        ("epochs", 0, r"'epochs'.*Got 0 instead"),
+        ("seed", -5, r"'seed'.*Got -5 instead"),
+        ("batch_size", 0, r"'batch_size'.*Got 0 instead"),
+        ("max_vocab_size", 0, r"'max_vocab_size'.*or None.*Got 0 instead"),
+        ("max_final_vocab", "10", r"'max_final_vocab'.*Got '10' instead"),
+        ("workers", 0, r"'workers'.*Got 0 instead"),
+        ("ns_exponent", "x", r"'ns_exponent'.*number.*Got 'x' instead"),
+        ("attention_alpha", -1.0, r"'attention_alpha'.*Got -1\.0 instead"),
+        ("device", "", r"'device'.*Got '' instead"),
+        ("backend", "jax", r"'backend' parameter must be one of 'auto', 'torch', 'numba'\. Got 'jax' instead"),
+        ("row_update_cap", 0, r"'row_update_cap'.*int >= 1\. Got 0 instead"),
+    ],
+)
+def test_invalid_value_is_named_and_echoed(name: str, value, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Doc2VecConfig(**{name: value}).validate()
+
+
+def test_min_alpha_above_alpha_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'min_alpha' parameter must not exceed 'alpha' \(0\.01\)\. Got 0\.1 instead"):
+        Doc2VecConfig(alpha=0.01, min_alpha=0.1).validate()
+
+
+def test_optional_limits_accept_none_and_negative_ns_exponent() -> None:
+    cfg = Doc2VecConfig(max_vocab_size=None, max_final_vocab=None, workers=None, ns_exponent=-0.5).validate()
+    assert cfg.ns_exponent == -0.5
+
+
+def test_dict_round_trip_through_json() -> None:
+    cfg = Doc2VecConfig(vector_size=7, context="sum", window=3, max_final_vocab=50, device="cpu")
+    again = Doc2VecConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert list(cfg.to_dict()) == [f.name for f in config_fields()]
+
+
+def test_from_dict_refuses_unknown_keys_and_bad_values() -> None:
+    values = Doc2VecConfig().to_dict() | {"temperature": 2.0}
+    with pytest.raises(ValueError, match=re.escape("Unknown configuration keys ['temperature']") + ".*upgrade"):
+        Doc2VecConfig.from_dict(values)
+    with pytest.raises(ValueError, match="Got 0 instead"):
+        Doc2VecConfig.from_dict(Doc2VecConfig().to_dict() | {"window": 0})
+
+
+def test_replace_validates_and_leaves_the_original() -> None:
+    cfg = Doc2VecConfig()
+    assert cfg.replace(window=2).window == 2
+    assert cfg.window == 5
+    with pytest.raises(ValueError, match="'window'.*Got -3 instead"):
+        cfg.replace(window=-3)

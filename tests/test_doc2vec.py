@@ -1,0 +1,311 @@
+"""The user-facing Doc2Vec: gensim's API, its errors, callbacks, KeyedVectors and reproducibility."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import numpy as np
+import pytest
+import torch
+from gensim.models.callbacks import CallbackAny2Vec
+from gensim.models.keyedvectors import KeyedVectors
+
+from attn_doc2vec import AttnDoc2Vec, Doc2Vec, TaggedDocument, TaggedLineDocument
+from attn_doc2vec.batching import DeviceCorpus, Sampler
+from attn_doc2vec.corpus import encode
+from attn_doc2vec.training import make_generator
+
+FAST = dict(vector_size=8, epochs=2, min_count=1, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def test_gensim_style_attributes(topic_model) -> None:
+    assert AttnDoc2Vec is Doc2Vec
+    assert (topic_model.vector_size, topic_model.window, topic_model.epochs) == (16, 5, 40)
+    assert topic_model.corpus_count == 60 and topic_model.corpus_total_words == 3600
+    assert repr(topic_model) == "Doc2Vec<PV-DM/attention, vector_size=16, window=5, 90 words, 60 docs>"
+    with pytest.raises(AttributeError, match="has no attribute 'windw'"):
+        topic_model.windw  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        (dict(window=0), r"'window' parameter must be an int >= 1\. Got 0 instead"),
+        (dict(vector_size=-1), r"'vector_size' parameter must be an int >= 1\. Got -1 instead"),
+        (dict(dm=2), r"'dm' parameter must be 1 \(PV-DM\) or 0 \(PV-DBOW\)\. Got 2 instead"),
+        (dict(context="max"), r"'context' parameter must be one of 'attention', 'mean', 'sum'\. Got 'max' instead"),
+        (dict(alpha=0), r"'alpha' parameter must be a number > 0.*Got 0 instead"),
+        (dict(negative=0), r"'negative' parameter must be an int >= 1.*Got 0 instead"),
+        (dict(alpha=0.01, min_alpha=0.05), r"'min_alpha' parameter must not exceed 'alpha' \(0\.01\)\. Got 0\.05"),
+        (dict(dm_mean=2), r"'dm_mean' parameter must be 0 \(sum\) or 1 \(mean\)\. Got 2 instead"),
+        (dict(dm_mean=1, context="sum"), r"either 'context' or gensim's 'dm_mean', not both"),
+    ],
+)
+def test_invalid_parameters_are_refused_before_any_work(params, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Doc2Vec(**params)
+
+
+def test_unknown_parameter_name_lists_the_valid_ones() -> None:
+    with pytest.raises(TypeError, match=r"unknown parameter\(s\) \['windw'\]; valid ones are \[.*'window'"):
+        Doc2Vec(windw=3)
+
+
+@pytest.mark.parametrize("dm_mean, context", [(1, "mean"), (0, "sum")])
+def test_dm_mean_maps_to_context(topic_docs, dm_mean: int, context: str) -> None:
+    model = Doc2Vec(topic_docs[:10], dm_mean=dm_mean, **FAST)
+    assert model.config.context == context and model.module.context == context
+    assert not model.module.uses_attention
+    reference = Doc2Vec(topic_docs[:10], context=context, **FAST)
+    np.testing.assert_array_equal(model.dv.vectors, reference.dv.vectors)
+
+
+# ------------------------------------------------------------------------------------------------
+# Corpus errors
+
+
+def test_a_string_instead_of_token_lists_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"'words' must be a list of tokens \(not a single string 'the cat sat'\).*"
+                                        r"split it first"):
+        Doc2Vec([TaggedDocument("the cat sat", [0])], **FAST)
+    with pytest.raises(TypeError, match=r"not a string; to read a file pass corpus_file=path"):
+        Doc2Vec("the cat sat on the mat", **FAST)
+
+
+def test_a_one_shot_generator_is_refused(topic_docs) -> None:
+    with pytest.raises(TypeError, match=r"one-shot iterator \(e\.g\. a generator\) but it must be read 2 times.*"
+                                        r"pass a list"):
+        Doc2Vec(documents=(d for d in topic_docs), **FAST)
+    # build_vocab and train each read the corpus once: a fresh generator for each is fine
+    model = Doc2Vec(**FAST)
+    model.build_vocab(d for d in topic_docs[:10])
+    model.train(d for d in topic_docs[:10])
+    assert model.epochs_trained == 2
+
+
+def test_using_the_model_before_build_vocab_names_the_fix(topic_docs) -> None:
+    model = Doc2Vec(**FAST)
+    with pytest.raises(RuntimeError, match=r"Cannot train before the vocabulary is built: call "
+                                           r"model.build_vocab\(documents\) first"):
+        model.train(topic_docs)
+    with pytest.raises(RuntimeError, match=r"Cannot infer_vectors before .*build_vocab"):
+        model.infer_vector(["fruit1"])
+    with pytest.raises(RuntimeError, match=r"no vocabulary yet: call build_vocab\(documents\) first"):
+        model.dv  # noqa: B018
+
+
+def test_empty_corpus_and_empty_vocabulary() -> None:
+    with pytest.raises(ValueError, match="corpus is empty"):
+        Doc2Vec([], **FAST)
+    with pytest.raises(ValueError, match=r"vocabulary is empty: no word occurs at least min_count=3 times in "
+                                         r"2 documents; lower min_count"):
+        Doc2Vec([TaggedDocument(["a", "b"], [0]), TaggedDocument(["c"], [1])], **(FAST | dict(min_count=3)))
+
+
+def test_other_corpus_mistakes(topic_docs) -> None:
+    model = Doc2Vec(topic_docs[:10], **FAST)
+    with pytest.raises(ValueError, match=r"build_vocab\(update=True\) is not supported"):
+        model.build_vocab(topic_docs, update=True)
+    with pytest.raises(ValueError, match="Every document needs at least one tag"):
+        model.train([TaggedDocument(topic_docs[0].words, [0]), TaggedDocument(["fruit1"], [])])
+    with pytest.raises(KeyError, match="has tag 'new'.*not in the model's vocabulary"):
+        model.train([TaggedDocument(topic_docs[0].words, ["new"])])
+    with pytest.raises(ValueError, match=r"'epochs' parameter must be an int >= 1\. Got 0 instead"):
+        model.train(topic_docs[:10], epochs=0)
+    with pytest.raises(ValueError, match="Pass the corpus once"):
+        Doc2Vec(topic_docs, corpus_iterable=topic_docs, **FAST)
+
+
+def test_a_diverging_loss_raises_naming_the_learning_rate(topic_docs) -> None:
+    with pytest.raises(FloatingPointError, match=r"training loss became (nan|inf).*the learning rate "
+                                                 r"\(alpha=1000000\.0\) is probably too high.*lower alpha"):
+        Doc2Vec(topic_docs, vector_size=16, min_count=1, alpha=1e6, device="cpu")
+
+
+@pytest.mark.xfail(strict=True, reason="divergence is detected only once the loss overflows to inf/nan (epoch 3 "
+                   "here); with 1-2 epochs alpha=1e6 finishes silently with vectors of size 1e11-1e25")
+def test_a_diverging_loss_raises_even_in_a_short_run(topic_docs) -> None:
+    with pytest.raises(FloatingPointError, match=r"learning rate \(alpha=1000000\.0\)"):
+        Doc2Vec(topic_docs, vector_size=16, min_count=1, alpha=1e6, epochs=1, device="cpu")
+
+
+def test_documents_without_known_words_are_skipped_with_a_count(topic_docs, caplog) -> None:
+    docs = topic_docs[:10] + [TaggedDocument(["unique1"], [10]), TaggedDocument([], [11]),
+                              TaggedDocument(["unique2", "unique3"], [12])]
+    model = Doc2Vec(vector_size=8, epochs=2, min_count=2, device="cpu")
+    model.build_vocab(docs)
+    start = model.dv.vectors.copy()
+    with caplog.at_level(logging.WARNING, logger="attn_doc2vec"):
+        model.train(docs)
+    assert "3 of 13 documents have no word in the vocabulary and are skipped in training" in caplog.text
+    np.testing.assert_array_equal(model.dv.vectors[10:], start[10:])
+    assert not np.allclose(model.dv.vectors[:10], start[:10])
+    assert np.isfinite(model.infer_vector(["unique1"])).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# Corpus inputs
+
+
+def test_str_int_and_several_tags(topic_docs) -> None:
+    docs = [TaggedDocument(d.words, [f"doc{i}", "fruit" if i % 2 == 0 else "engine", i])
+            for i, d in enumerate(topic_docs[:12])]
+    model = Doc2Vec(docs, **FAST)
+    assert set(model.dv.index_to_key) == set(range(12)) | {f"doc{i}" for i in range(12)} | {"fruit", "engine"}
+    for dm in (1, 0):  # every tag of a document is trained, in PV-DM and in PV-DBOW
+        fresh = Doc2Vec(**(FAST | dict(dm=dm)))
+        fresh.build_vocab(docs)
+        start = fresh.dv.vectors.copy()
+        fresh.train(docs)
+        assert np.all(np.any(fresh.dv.vectors != start, axis=1))
+    assert model.dv["fruit"].shape == (8,) and model.dv["doc3"].shape == (8,)
+
+
+def test_tagged_line_document_and_corpus_file_train_the_same_model(tmp_path, topic_docs) -> None:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(" ".join(d.words) for d in topic_docs[:10]) + "\n", encoding="utf-8")
+    from_list = Doc2Vec(topic_docs[:10], **FAST)
+    from_lines = Doc2Vec(TaggedLineDocument(str(path)), **FAST)
+    from_file = Doc2Vec(corpus_file=str(path), **FAST)
+    from_kwarg = Doc2Vec(corpus_iterable=topic_docs[:10], **FAST)
+    for model in (from_lines, from_file, from_kwarg):
+        assert model.dv.index_to_key == list(range(10))
+        np.testing.assert_array_equal(model.dv.vectors, from_list.dv.vectors)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reproducibility
+
+
+def test_same_seed_same_vectors_different_seed_different(topic_docs) -> None:
+    a, b, c = (Doc2Vec(topic_docs[:20], seed=seed, **FAST) for seed in (5, 5, 6))
+    for name, tensor in a.module.state_dict().items():
+        assert torch.equal(tensor, b.module.state_dict()[name]), name
+    assert not np.allclose(a.dv.vectors, c.dv.vectors)
+    assert not np.allclose(a.wv.vectors, c.wv.vectors)
+    assert not torch.equal(a.module.word_scores, c.module.word_scores)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="Numba is not installed")
+@pytest.mark.parametrize("dm, context", [(1, "attention"), (1, "sum"), (0, "attention")])
+def test_numba_and_torch_backends_train_the_same_model(topic_docs, dm: int, context: str) -> None:
+    """The fused CPU kernels run the reference's steps: equal up to float32 rounding."""
+    settings = FAST | dict(dm=dm, context=context, sample=1e-2, batch_size=128)
+    torch_model = Doc2Vec(topic_docs[:20], backend="torch", **settings)
+    numba_model = Doc2Vec(topic_docs[:20], backend="numba", **settings)
+    for name, tensor in torch_model.module.state_dict().items():
+        torch.testing.assert_close(numba_model.module.state_dict()[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+    np.testing.assert_allclose(numba_model.loss_history, torch_model.loss_history, rtol=1e-5)
+    words = topic_docs[0].words
+    np.testing.assert_allclose(numba_model.infer_vector(words), torch_model.infer_vector(words), rtol=1e-3, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# KeyedVectors
+
+
+def test_keyed_vectors_follow_the_tensors(small_model, topic_docs) -> None:
+    module = small_model.module
+    for kv, table in ((small_model.wv, module.word_vectors), (small_model.dv, module.doc_vectors)):
+        assert isinstance(kv, KeyedVectors)
+        np.testing.assert_array_equal(kv.vectors, table.numpy())
+    before = small_model.dv.most_similar(0, topn=3)
+    small_model.train(topic_docs[:20], epochs=3)
+    np.testing.assert_array_equal(small_model.dv.vectors, small_model.module.doc_vectors.numpy())
+    np.testing.assert_array_equal(small_model.wv.vectors, small_model.module.word_vectors.numpy())
+    assert small_model.dv.most_similar(0, topn=3) != before  # stale norms would keep the old answer
+
+
+def test_most_similar_similarity_and_word2vec_format(topic_model, tmp_path) -> None:
+    dv = topic_model.dv.vectors
+    unit = dv / np.linalg.norm(dv, axis=1, keepdims=True)
+    manual = np.argsort(-(unit @ unit[4]))[1:6]
+    assert [tag for tag, _ in topic_model.dv.most_similar(4, topn=5)] == manual.tolist()
+    assert topic_model.dv.similarity(4, 6) == pytest.approx(float(unit[4] @ unit[6]), abs=1e-5)
+    word = topic_model.wv.index_to_key[0]
+    assert topic_model.wv.similarity(word, word) == pytest.approx(1.0, abs=1e-5)
+    assert len(topic_model.wv.most_similar(word, topn=4)) == 4
+    path = tmp_path / "words.txt"
+    topic_model.wv.save_word2vec_format(str(path))
+    again = KeyedVectors.load_word2vec_format(str(path))
+    assert again.index_to_key == topic_model.wv.index_to_key
+    np.testing.assert_allclose(again.vectors, topic_model.wv.vectors, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Callbacks and losses
+
+
+class Counter(CallbackAny2Vec):
+    def __init__(self) -> None:
+        self.events = []
+
+    def on_train_begin(self, model) -> None:
+        self.events.append("begin")
+
+    def on_epoch_begin(self, model) -> None:
+        self.events.append("epoch_begin")
+
+    def on_epoch_end(self, model) -> None:
+        self.events.append(("epoch_end", model.epochs_trained))
+
+    def on_train_end(self, model) -> None:
+        self.events.append("end")
+
+
+def test_callbacks_are_called_the_right_number_of_times(topic_docs) -> None:
+    counter, seen = Counter(), []
+    model = Doc2Vec(topic_docs[:10], callbacks=[counter, lambda m: seen.append(m.epochs_trained)],
+                    **(FAST | dict(epochs=3)))
+    assert counter.events == ["begin"] + ["epoch_begin", ("epoch_end", 1), "epoch_begin", ("epoch_end", 2),
+                                          "epoch_begin", ("epoch_end", 3)][:6] + ["end"]
+    assert seen == [1, 2, 3]
+    extra = Counter()
+    model.train(topic_docs[:10], epochs=2, callbacks=[extra])
+    assert seen == [1, 2, 3, 4, 5]  # the model's own callbacks run again
+    assert extra.events == ["begin", "epoch_begin", ("epoch_end", 4), "epoch_begin", ("epoch_end", 5), "end"]
+
+
+def test_compute_loss_and_latest_training_loss(topic_docs) -> None:
+    model = Doc2Vec(topic_docs[:10], **FAST)
+    assert model.get_latest_training_loss() == 0.0
+    history = model.train(topic_docs[:10], epochs=3, compute_loss=True)
+    assert model.get_latest_training_loss() == pytest.approx(sum(s.loss for s in history))
+    assert model.get_latest_training_loss() > 0
+    model.train(topic_docs[:10], epochs=1, compute_loss=True)
+    assert model.get_latest_training_loss() < sum(s.loss for s in history)  # reset at each train call
+    model.train(topic_docs[:10], epochs=1)
+    assert model.get_latest_training_loss() == 0.0
+
+
+def test_loss_history_decreases_over_epochs(topic_model) -> None:
+    losses = topic_model.loss_history
+    assert len(losses) == topic_model.epochs_trained == 40
+    assert losses[-1] < 0.7 * losses[0]
+    assert np.mean(losses[-5:]) < np.mean(losses[5:10]) < np.mean(losses[:5])
+
+
+# ------------------------------------------------------------------------------------------------
+# Attention after training
+
+
+def test_attention_after_training_on_lee_is_not_uniform(lee_model, lee_docs) -> None:
+    scores = lee_model.module.position_scores.detach()
+    assert scores.max() - scores.min() > 0.1
+    w = lee_model.window
+    # the adjacent words predict the target best, the farthest worst
+    assert scores[w - 1] > scores[0] and scores[w] > scores[2 * w - 1]
+    assert lee_model.module.word_scores.abs().max() > 0.1
+    vocab, config = lee_model.vocab, lee_model.config.replace(sample=0.0)
+    corpus = DeviceCorpus.from_encoded(encode(lee_docs[:5], vocab), torch.device("cpu"))
+    sampler = Sampler.from_vocab(vocab, config, make_generator(0, torch.device("cpu")))
+    batch = sampler.pvdm_batch(corpus, torch.arange(len(corpus)))
+    p = lee_model.module.attention(batch)
+    full = batch.word_mask.all(dim=1)
+    uniform = 1.0 / (2 * w)
+    assert (p[full] - uniform).abs().max() > 0.05
