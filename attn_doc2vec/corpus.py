@@ -280,8 +280,8 @@ def encode_words(word_lists: list[list[str]], vocab: Vocabulary) -> EncodedCorpu
 
 
 def _tag_row(dv: KeyedVectors, tag: Any, doc_index: int) -> int:
-    row = dv.get_index(tag, None)
-    if row is None:
+    row = dv.get_index(tag, -1)  # gensim raises its own KeyError when the default is None
+    if row < 0:
         raise KeyError(
             f"Document #{doc_index} has tag {tag!r}, which is not in the model's vocabulary: train on the "
             "corpus given to build_vocab, or call build_vocab on this corpus first."
