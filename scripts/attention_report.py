@@ -68,6 +68,21 @@ def position_table(model: Doc2Vec, atts: list) -> pd.DataFrame:
                          "vs uniform": att[full].mean(axis=0) * valid.shape[1]})
 
 
+def history_table(model: Doc2Vec, args: argparse.Namespace, every: int = 5) -> pd.DataFrame:
+    """Entropy and the most attended tokens of the tracked document, every few epochs."""
+    frame = model.attention_history_frame()
+    frame = frame[(frame["position"] >= args.start) & (frame["position"] < args.start + args.length)]
+    last = int(frame["epoch"].max())
+    rows = []
+    for epoch in sorted({1, 3, *range(every, last + 1, every), last}):
+        snap = frame[frame["epoch"] == epoch]
+        top = snap.nlargest(5, "importance")
+        rows.append({"epoch": epoch, "entropy": float(snap["entropy"].iloc[0]),
+                     "most attended tokens": ", ".join(f"{t} {v:.2f}" for t, v in zip(top.token, top.importance,
+                                                                                       strict=True))})
+    return pd.DataFrame(rows)
+
+
 def markdown(table: pd.DataFrame) -> str:
     """A Markdown table (floats with 3 decimals), without pandas' optional ``tabulate`` dependency."""
     cells = [[f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
@@ -119,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         ("The 10 most frequent words", words.nlargest(10, "windows").reset_index(drop=True)),
         ("Function words vs content words (all words, window-weighted)", stopword_table(words)),
     ]
+    if model.attention_history:
+        sections.append((f"Document {args.doc} over training (targets {args.start}-{args.start + args.length - 1})",
+                         history_table(model, args)))
     text = "\n\n".join(f"### {title}\n\n{markdown(table)}" for title, table in sections)
     print(text)
     if args.markdown:
