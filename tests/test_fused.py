@@ -1,0 +1,158 @@
+"""The Numba backend against the PyTorch reference: one step, and whole training runs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip("numba")
+
+from attn_doc2vec.fused import FusedStep  # noqa: E402
+from attn_doc2vec.model import Batch, Doc2VecModule  # noqa: E402
+from attn_doc2vec.training import apply_update  # noqa: E402
+
+MODES = [(1, "attention"), (1, "mean"), (1, "sum"), (0, "mean")]  # (dm, context); dm=0 is PV-DBOW
+TABLES = ["doc_vectors", "word_vectors", "output_vectors", "word_scores", "position_scores"]
+
+
+def random_module(dm: int, context: str, n_words: int = 7, n_docs: int = 3, dim: int = 16,
+                  window: int = 3) -> Doc2VecModule:
+    """A module whose every table is random, so that every gradient is non-trivial."""
+    module = Doc2VecModule(n_words, n_docs, dim, window, context, dm)
+    gen = torch.Generator().manual_seed(0)
+    for table in module.parameters():
+        table.data.copy_(torch.randn(table.shape, generator=gen) * 0.5)
+    return module
+
+
+def random_batch(module: Doc2VecModule, n_batch: int, seed: int, n_tags: int = 2) -> Batch:
+    """Examples drawn from tiny tables, so rows repeat many times; some padding everywhere."""
+    gen = torch.Generator().manual_seed(seed)
+    n_words, n_docs = module.word_vectors.shape[0], module.doc_vectors.shape[0]
+    n_ctx = 2 * module.window if module.dm else 0
+    n_tags = n_tags if module.dm else 1
+    doc_slots = torch.randint(0, n_docs, (n_batch, n_tags), generator=gen)
+    if n_tags > 1:
+        doc_slots[:, 1:][torch.rand(n_batch, n_tags - 1, generator=gen) < 0.5] = -1
+    words = torch.randint(0, n_words, (n_batch, n_ctx), generator=gen)
+    word_mask = torch.rand(n_batch, n_ctx, generator=gen) < 0.7
+    if n_ctx:
+        word_mask[0] = False  # a window with no context word at all
+    words[~word_mask] = 0
+    outputs = torch.randint(0, n_words, (n_batch, 6), generator=gen)
+    output_mask = outputs != outputs[:, :1]
+    output_mask[:, 0] = True
+    positions = torch.arange(n_ctx).expand(n_batch, n_ctx)
+    return Batch(doc_slots=doc_slots, words=words, positions=positions, word_mask=word_mask,
+                 outputs=outputs, output_mask=output_mask)
+
+
+def reference_step(module: Doc2VecModule, batch: Batch, alpha: float, docs: torch.Tensor,
+                   update_shared: bool, attention_alpha: float = 1.0, cap: int = 8) -> float:
+    grads = module.gradients(batch, docs)
+    apply_update(module, batch, grads, alpha, docs, update_shared, attention_alpha, cap)
+    return float(grads.loss)
+
+
+def assert_tables_close(a: Doc2VecModule, b: Doc2VecModule, atol: float = 2e-5) -> None:
+    for name in TABLES:
+        if hasattr(a, name):
+            torch.testing.assert_close(getattr(a, name).data, getattr(b, name).data, rtol=1e-4, atol=atol,
+                                       msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("dm,context", MODES)
+def test_step_equals_reference(dm: int, context: str) -> None:
+    ref = random_module(dm, context)
+    fused = copy.deepcopy(ref)
+    start = copy.deepcopy(ref)
+    batch = random_batch(ref, 64, seed=1)
+    loss_ref = reference_step(ref, batch, 0.05, ref.doc_vectors.data, True, 2.0)
+    loss = FusedStep(fused, fused.doc_vectors.data, True, attention_alpha=2.0)(batch, 0.05)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    assert_tables_close(ref, fused)
+    for name in TABLES:  # the step really moved every table it trains
+        if hasattr(ref, name) and not (dm == 0 and name == "word_vectors"):
+            assert not torch.equal(getattr(start, name).data, getattr(fused, name).data), name
+
+
+@pytest.mark.parametrize("dm,context", MODES)
+def test_inference_step_updates_only_the_given_documents(dm: int, context: str) -> None:
+    ref = random_module(dm, context)
+    fused = copy.deepcopy(ref)
+    new_ref = torch.randn(3, 16, generator=torch.Generator().manual_seed(5))
+    new_fused = new_ref.clone()
+    batch = random_batch(ref, 32, seed=2, n_tags=1)
+    reference_step(ref, batch, 0.1, new_ref, False, 1.0)
+    FusedStep(fused, new_fused, False)(batch, 0.1)
+    torch.testing.assert_close(new_fused, new_ref, rtol=1e-4, atol=2e-5)
+    assert_tables_close(ref, fused, atol=0.0)  # shared tables untouched
+    assert torch.equal(ref.doc_vectors, random_module(dm, context).doc_vectors)
+
+
+@pytest.mark.parametrize("cap", [8, 100_000])
+@pytest.mark.parametrize("dm,context", [(1, "attention"), (0, "mean")])
+def test_one_row_repeated_across_the_batch(dm: int, context: str, cap: int) -> None:
+    """Hundreds of copies of one word and one document: capped (or, with a huge cap, summed) as the reference."""
+    ref = random_module(dm, context)
+    batch = random_batch(ref, 512, seed=3, n_tags=1)
+    for field in (batch.doc_slots, batch.words):
+        field.fill_(1)
+    batch.outputs[:, 0] = 2  # every example predicts word 2
+    batch.output_mask.copy_(batch.outputs != 2)
+    batch.output_mask[:, 0] = True
+    fused = copy.deepcopy(ref)
+    reference_step(ref, batch, 0.01, ref.doc_vectors.data, True, cap=cap)
+    FusedStep(fused, fused.doc_vectors.data, True, cap=cap)(batch, 0.01)
+    assert_tables_close(ref, fused, atol=1e-4)
+
+
+def test_thread_count_does_not_change_the_result() -> None:
+    import numba
+
+    modules = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        module = random_module(1, "attention", n_words=50, n_docs=20)
+        step = FusedStep(module, module.doc_vectors.data, True, threads=threads)
+        for seed in range(3):
+            step(random_batch(module, 200, seed=seed), 0.05)
+        modules.append(module)
+    for name in TABLES:
+        assert torch.equal(getattr(modules[0], name), getattr(modules[1], name)), name
+
+
+def test_refuses_tables_it_cannot_share() -> None:
+    module = random_module(1, "mean")
+    with pytest.raises(ValueError, match="backend='torch'"):
+        FusedStep(module, module.doc_vectors.data.double(), True)
+
+
+@pytest.mark.parametrize("dm,context", MODES)
+def test_training_and_inference_match_the_torch_backend(make_topic_corpus, dm: int, context: str) -> None:
+    """Both backends consume the same random draws, so whole runs agree up to float32 rounding."""
+    from attn_doc2vec import Doc2Vec
+
+    docs = make_topic_corpus(n_docs=40, length=50)
+    settings = dict(vector_size=16, window=3, min_count=1, sample=0.05, epochs=3, batch_size=64, dm=dm,
+                    context=context, device="cpu", seed=7, row_update_cap=4)
+    models = {backend: Doc2Vec(docs, backend=backend, **settings) for backend in ("torch", "numba")}
+    assert_tables_close(models["torch"].module, models["numba"].module, atol=1e-6)
+    np_inferred = {b: m.infer_vectors([d.words for d in docs[:10]], epochs=5) for b, m in models.items()}
+    torch.testing.assert_close(torch.from_numpy(np_inferred["numba"]), torch.from_numpy(np_inferred["torch"]),
+                               rtol=1e-4, atol=1e-5)
+    assert models["torch"].loss_history == pytest.approx(models["numba"].loss_history, rel=1e-5)
+
+
+def test_backend_is_validated_and_resolved() -> None:
+    from attn_doc2vec.config import Doc2VecConfig
+    from attn_doc2vec.training import resolve_backend
+
+    with pytest.raises(ValueError, match=r"'backend' parameter must be one of 'auto', 'torch', 'numba'.*'jax'"):
+        Doc2VecConfig(backend="jax").validate()
+    assert resolve_backend("auto", torch.device("cpu")) == "numba"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    assert resolve_backend("torch", torch.device("cpu")) == "torch"
+    with pytest.raises(ValueError, match="backend='numba' runs on the CPU only"):
+        resolve_backend("numba", torch.device("cuda"))
