@@ -261,7 +261,8 @@ def encode(documents: Iterable, vocab: Vocabulary) -> EncodedCorpus:
         raw_words += len(doc.words)
         tag_rows.append([_tag_row(vocab.dv, tag, i) for tag in doc.tags])
     if not lengths:
-        raise ValueError("The corpus is empty: there is nothing to train on.")
+        raise ValueError("The corpus is empty: there is nothing to train on. (A generator yields its documents only "
+                         "once; if build_vocab already consumed it, pass a list or a re-iterable corpus.)")
     n_tags = max(1, max(len(t) for t in tag_rows))
     tags = np.full((len(tag_rows), n_tags), -1, dtype=np.int64)
     for i, row in enumerate(tag_rows):

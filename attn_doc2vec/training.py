@@ -190,11 +190,13 @@ class Trainer:
                                                     start_alpha, end_alpha, bar, encoded.raw_words)
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
                                    seconds=time.perf_counter() - t0, alpha=alpha)
-                if not math.isfinite(stats.loss):
+                untrained = (1 + self.config.negative) * math.log(2)  # loss per prediction of zero output vectors
+                if not stats.mean_loss <= 10 * untrained:  # also catches nan and inf
                     raise FloatingPointError(
-                        f"The training loss became {stats.loss} in epoch {epoch + 1}: the learning rate "
-                        f"(alpha={start_alpha}) is probably too high for batch_size={self.config.batch_size}; "
-                        "lower alpha or batch_size and train again from build_vocab."
+                        f"The training loss diverged in epoch {epoch + 1}: {stats.mean_loss:.4g} per prediction "
+                        f"(an untrained model has {untrained:.2f}): the learning rate (alpha={start_alpha}) is "
+                        f"probably too high for batch_size={self.config.batch_size}; lower alpha or batch_size "
+                        "and train again from build_vocab."
                     )
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{stats.mean_loss:.4f}")
                 history.append(stats)
