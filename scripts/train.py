@@ -18,6 +18,7 @@ from pathlib import Path
 from attn_doc2vec import Doc2Vec
 from attn_doc2vec.config import Doc2VecConfig, config_fields
 from attn_doc2vec.corpus import TOKENIZERS, LineCorpus
+from attn_doc2vec.explain import save_attention_map
 
 REPO = Path(__file__).resolve().parents[1]
 # Flags that define the model's shape or vocabulary: fixed once a checkpoint exists.
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = model.config.context if model.config.dm else "dbow"
     out = Path(args.out or args.resume or REPO / "checkpoints" / f"{name}-{mode}")
     model.save(out)
+    heatmap = save_attention_map(model, out.with_name(out.name + "-attention.png"))
     train_seconds = sum(h.seconds for h in history)
     words = sum(h.raw_words for h in history)
     print(f"checkpoint:      {out}")
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"epochs:          {len(history)} (total trained: {model.epochs_trained})")
     print(f"final loss:      {history[-1].mean_loss:.4f} per prediction (first epoch {history[0].mean_loss:.4f})")
     print(f"training speed:  {words / train_seconds:,.0f} words/s ({train_seconds:.1f}s)")
+    if heatmap is not None:
+        print(f"attention map:   {heatmap} (first training document)")
     return 0
 
 
