@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -18,9 +19,10 @@ TABLES = ["doc_vectors", "word_vectors", "output_vectors", "word_scores", "posit
 
 
 def random_module(dm: int, context: str, n_words: int = 7, n_docs: int = 3, dim: int = 16,
-                  window: int = 3) -> Doc2VecModule:
+                  window: int = 3, doc_share: float | None = None) -> Doc2VecModule:
     """A module whose every table is random, so that every gradient is non-trivial."""
-    module = Doc2VecModule(n_words, n_docs, dim, window, context, dm)
+    share = {} if doc_share is None else {"doc_share": doc_share}
+    module = Doc2VecModule(n_words, n_docs, dim, window, context, dm, **share)
     gen = torch.Generator().manual_seed(0)
     for table in module.parameters():
         table.data.copy_(torch.randn(table.shape, generator=gen) * 0.5)
@@ -63,9 +65,12 @@ def assert_tables_close(a: Doc2VecModule, b: Doc2VecModule, atol: float = 2e-5) 
                                        msg=lambda m, name=name: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("dm,context", MODES)
-def test_step_equals_reference(dm: int, context: str) -> None:
-    ref = random_module(dm, context)
+@pytest.mark.parametrize("dm,context,doc_share", [(*mode, None) for mode in MODES] + [
+    pytest.param(1, context, 0.3, marks=pytest.mark.skipif(
+        "doc_share" not in inspect.signature(Doc2VecModule).parameters, reason="no doc_share"))
+    for context in ("attention", "mean")])
+def test_step_equals_reference(dm: int, context: str, doc_share: float | None) -> None:
+    ref = random_module(dm, context, doc_share=doc_share)
     fused = copy.deepcopy(ref)
     start = copy.deepcopy(ref)
     batch = random_batch(ref, 64, seed=1)
@@ -156,3 +161,33 @@ def test_backend_is_validated_and_resolved() -> None:
     assert resolve_backend("torch", torch.device("cpu")) == "torch"
     with pytest.raises(ValueError, match="backend='numba' runs on the CPU only"):
         resolve_backend("numba", torch.device("cuda"))
+
+
+@pytest.mark.parametrize("dm", [1, 0])
+def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int) -> None:
+    """Same generator state, same draws, same batches as the torch sampler; the generator ends in the same state."""
+    from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
+    from attn_doc2vec.config import Doc2VecConfig
+    from attn_doc2vec.corpus import build_vocabulary, encode
+    from attn_doc2vec.fused import FusedSampler
+    from attn_doc2vec.training import make_generator
+
+    docs = make_topic_corpus(n_docs=30, length=40)
+    docs = [type(d)(d.words, [d.tags[0], "shared"] if i % 3 == 0 else d.tags) for i, d in enumerate(docs)]
+    cfg = Doc2VecConfig(min_count=1, window=4, negative=7, sample=0.05)
+    vocab = build_vocabulary(docs, cfg)
+    corpus = DeviceCorpus.from_encoded(encode(docs, vocab), torch.device("cpu"))
+    samplers = [Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))]
+    samplers.append(FusedSampler.from_sampler(Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))))
+    batches = []
+    for sampler in samplers:
+        kept = sampler.downsample(corpus)
+        positions, slots = (torch.arange(len(kept)), None) if dm else dbow_examples(kept)
+        pick = torch.randperm(positions.shape[0], generator=sampler.generator)[:200]
+        if dm:
+            batches.append(sampler.pvdm_batch(kept, positions[pick]))
+        else:
+            batches.append(sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick]))
+    for field in ("doc_slots", "words", "positions", "word_mask", "outputs", "output_mask"):
+        assert torch.equal(getattr(batches[0], field), getattr(batches[1], field)), field
+    assert torch.equal(samplers[0].generator.get_state(), samplers[1].generator.get_state())
