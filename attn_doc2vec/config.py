@@ -63,6 +63,9 @@ class Doc2VecConfig:
     workers : int or None
         CPU threads PyTorch and Numba may use while training (gensim's worker threads);
         ``None`` keeps PyTorch's default.
+    doc_share : float or None
+        PV-DM: the document vectors' fixed share of the context vector, the words sharing the
+        rest; None gives every input the same share, as gensim's mean does.
     attention_alpha : float
         Learning-rate multiplier for the attention scores, relative to ``alpha``.
     row_update_cap : int
@@ -88,6 +91,7 @@ class Doc2VecConfig:
     device: str = "auto"
     backend: str = "auto"
     workers: int | None = None
+    doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
 
@@ -129,6 +133,8 @@ class Doc2VecConfig:
             )
         _check_int(self, "workers", 1, optional=True)
         _check_float(self, "attention_alpha", 0.0)
+        if self.doc_share is not None and not (isinstance(self.doc_share, (int, float)) and 0 < self.doc_share < 1):
+            raise ValueError(f"The 'doc_share' parameter must be a number in (0, 1) or None. Got {self.doc_share!r} instead.")
         _check_int(self, "row_update_cap", 1)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"The 'device' parameter must be a string such as 'auto', 'cpu' or 'cuda'. Got {self.device!r} instead.")

@@ -144,7 +144,7 @@ class Doc2Vec(AttentionMixin):
         self.corpus_total_words = self.vocab.corpus_total_words
         device = resolve_device(self.config.device)
         module = Doc2VecModule(len(self.vocab.wv), len(self.vocab.dv), self.config.vector_size,
-                               self.config.window, self.config.context, self.config.dm)
+                               self.config.window, self.config.context, self.config.dm, self.config.doc_share)
         # Initialize on the CPU, so that the starting point does not depend on the device.
         module.reset_parameters(make_generator(self.config.seed, torch.device("cpu")))
         self.module = module.to(device)

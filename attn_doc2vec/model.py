@@ -85,8 +85,10 @@ class Doc2VecModule(nn.Module):
         1 for PV-DM, 0 for PV-DBOW.
     """
 
-    def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int) -> None:
+    def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int,
+                 doc_share: float | None = None) -> None:
         super().__init__()
+        self.doc_share = doc_share
         self.context = context
         self.dm = dm
         self.window = window
@@ -154,12 +156,16 @@ class Doc2VecModule(nn.Module):
         valid = self.slot_mask(batch).to(self.word_vectors.dtype)
         if self.dm == 0 or self.context == "sum":
             return valid
-        n = valid.sum(dim=1, keepdim=True)  # (B, 1)
-        if self.context == "mean":
-            return valid / n
         n_doc = batch.doc_slots.shape[1]
-        m = valid[:, n_doc:].sum(dim=1, keepdim=True)
-        return torch.cat([valid[:, :n_doc] / n, self.attention(batch, scores) * (m / n)], dim=1)
+        t = valid[:, :n_doc].sum(dim=1, keepdim=True)  # (B, 1) document inputs
+        m = valid[:, n_doc:].sum(dim=1, keepdim=True)  # (B, 1) context words
+        if self.doc_share is None:
+            doc_total = t / (t + m)
+        else:
+            doc_total = torch.where(m > 0, self.doc_share, 1.0)
+        doc_part = valid[:, :n_doc] * (doc_total / t.clamp(min=1))
+        words = valid[:, n_doc:] / m.clamp(min=1) if self.context == "mean" else self.attention(batch, scores)
+        return torch.cat([doc_part, words * (1.0 - doc_total)], dim=1)
 
     def forward(self, batch: Batch, doc_vectors: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-example negative-sampling loss and the weights used.

@@ -249,3 +249,22 @@ def test_gradients_are_zero_on_padding() -> None:
     assert torch.all(g.scores[~batch.word_mask] == 0)
     assert torch.all(g.outputs[~batch.output_mask] == 0)
     assert torch.isfinite(g.slots).all() and torch.isfinite(g.scores).all()
+
+
+@pytest.mark.parametrize("context", ["attention", "mean"])
+def test_doc_share_fixes_the_document_weight_and_keeps_gradients_exact(context: str) -> None:
+    module = make_module(1, context)
+    module.doc_share = 0.3
+    batch = make_batch(1)
+    a = module.weights(batch)
+    torch.testing.assert_close(a.sum(dim=1), torch.ones(a.shape[0], dtype=a.dtype))
+    n_doc = batch.doc_slots.shape[1]
+    has_words = batch.word_mask.any(dim=1)
+    doc_total = a[:, :n_doc].sum(dim=1)
+    torch.testing.assert_close(doc_total[has_words], torch.full_like(doc_total[has_words], 0.3))
+    torch.testing.assert_close(doc_total[~has_words], torch.ones_like(doc_total[~has_words]))  # no words: all on the doc
+    loss_a, auto = autograd_tables(module, batch)
+    loss_e, explicit = explicit_tables(module, batch)
+    torch.testing.assert_close(loss_e, loss_a)
+    for name in auto:
+        torch.testing.assert_close(explicit[name], auto[name], msg=name)
