@@ -1,22 +1,22 @@
-"""The CPU backend: one SGD step per batch fused into two Numba kernels.
+"""The CPU backend: the reference SGD step and batch cutting, fused into Numba kernels.
 
 :class:`FusedStep` performs exactly the step of the PyTorch reference
 (:meth:`~attn_doc2vec.model.Doc2VecModule.gradients` followed by
-:func:`~attn_doc2vec.training.apply_update`) on the same :class:`~attn_doc2vec.model.Batch`,
-but without materializing ``(B, T+S, D)`` gathers: the tables are numpy views of
-the module's tensors, updated in place.
+:func:`~attn_doc2vec.training.apply_update`, ``row_update_cap`` included) on the same
+:class:`~attn_doc2vec.model.Batch`, without materializing ``(B, T+S, D)`` gathers: the
+tables are numpy views of the module's tensors, updated in place. Two passes per batch:
 
-Two passes, both parallel over the CPU cores and both deterministic:
+1. per example (``prange`` over the batch): the combination weights, ``h``, the output
+   scores, ``g = dL/dz``, ``dL/dh`` and, for attention, the gradients of the scores, all
+   at the batch's starting point, into scratch arrays;
+2. the scatter updates: thread ``t`` owns the rows whose hash falls to it, lists its
+   entries in batch order, counts each row's uses (for the cap), then applies them.
 
-1. per example (``prange`` over the batch): the combination weights, ``h``, the
-   output scores ``z``, ``g = dL/dz``, ``dL/dh`` and, for attention, the
-   gradients of the scores, all at the batch's starting point, into scratch arrays;
-2. the scatter updates: thread ``t`` owns the rows ``row % n_threads == t`` of
-   every table, scans all entries in batch order and applies only its own rows.
+No atomics and no Hogwild races: every row receives its updates in batch order whatever
+the number of threads, so a seed gives the same tables on 1 or 16 cores, equal to the
+reference up to float32 rounding. One thread runs a serial copy without parallel regions.
 
-No atomics and no Hogwild races: every row receives its updates in the same
-order whatever the number of threads, so a seed gives the same tables on 1 or 16
-cores, equal to the reference up to float32 rounding.
+Batches for it are cut by :class:`~attn_doc2vec.fused_batching.FusedSampler`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from torch import Tensor
 
-from attn_doc2vec.batching import DeviceCorpus, Sampler
 from attn_doc2vec.model import Batch, Doc2VecModule
 
 MEAN, SUM, ATTENTION, DBOW = 0, 1, 2, 3
@@ -45,14 +43,17 @@ MODES = {"mean": MEAN, "sum": SUM, "attention": ATTENTION}
 # trainer reports.
 FASTMATH = {"reassoc", "contract"}
 
-# Numba's OpenMP layer spin-waits between parallel regions; on a machine whose cores are busy with
-# anything else (PyTorch's own OpenMP pool building the next batch, other processes) a descheduled
-# spinning thread stalls every barrier, measured 5-20x slower per batch. The workqueue layer sleeps
-# instead. Only chosen when the user has not picked a layer, and only before Numba's first parallel
-# launch in the process (later the choice is fixed).
+
+# Numba's OpenMP layer spin-waits between parallel regions, and a spinning thread that the OS
+# deschedules stalls every barrier: on a busy 2-core machine (PyTorch's own pool, other
+# processes) a launch took ~8 ms instead of ~2 us, and even with OMP_WAIT_POLICY=PASSIVE some
+# runs did. The workqueue layer sleeps instead and costs a steady ~40 us per launch, so it is
+# chosen unless the user picked a layer (NUMBA_THREADING_LAYER), and only before Numba's first
+# parallel launch in the process (later the choice is fixed). TBB would be better still, but its
+# pip wheel does not load here.
 if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
-_LAUNCH = threading.Lock()  # the workqueue layer must not be entered by two threads at once
+_LAUNCH = threading.Lock()  # the workqueue layer must not be entered by two threads at once, nor our tables
 
 
 # The kernels index tables as table[row, d] and never take row views (table[row]): a view
@@ -121,7 +122,8 @@ def _prefetch_row(table, row):
 # Rows are random, so every example waits for ~13 rows from memory; asking for the rows of the
 # example PREFETCH ahead while computing this one hides most of that latency (measured 2.5x
 # faster random row reads).
-PREFETCH = 2
+PREFETCH = 2  # examples ahead, while computing gradients
+AHEAD = 8  # rows ahead, while applying updates (a row's update is short)
 
 
 @njit(cache=True, inline="always")
@@ -259,77 +261,79 @@ def _owner(row, n_threads):
 
 
 @njit(cache=True, inline="always")
-def _factor(counts, key, cap):
+def _factor(counts, t, key, cap):
     """``min(1, cap / k)`` for one of the ``k`` updates of ``key``; the counter is cleared after the last one.
 
-    ``counts`` holds ``k`` in its low 32 bits and the updates already applied in the high 32 bits.
+    ``counts[t]`` (thread ``t``'s own row: no cache line is written by two threads) holds ``k`` in
+    its low 32 bits and the updates already applied in the high 32 bits.
     """
-    c = counts[key]
+    c = counts[t, key]
     k = c & 0xFFFFFFFF
     done = (c >> 32) + 1
-    counts[key] = 0 if done == k else c + (1 << 32)
+    counts[t, key] = 0 if done == k else c + (1 << 32)
     return np.float32(1.0) if k <= cap else np.float32(cap) / np.float32(k)
+
+
+@njit(cache=True, inline="always")
+def _collect(t, n_threads, rows, valid, entries):
+    """The entries ``(b << 16) | slot`` of ``rows`` (B, n) that are valid and owned by thread ``t``, in batch order.
+
+    Appends without branching on ownership (a coin flip per entry the CPU cannot predict); returns the count.
+    """
+    count = 0
+    for b in range(rows.shape[0]):
+        for slot in range(rows.shape[1]):
+            entries[count] = (b << 16) | slot
+            count += valid[b, slot] & (_owner(rows[b, slot], n_threads) == t)
+    return count
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _apply_owned(t, n_threads, cap, doc_slots, words, positions, word_mask, outputs, output_mask, docs,
                  word_vectors, output_vectors, word_scores, mode, update_shared, h, gh, coef, gout, dscore,
-                 doc_count, word_count, out_count, score_count):
+                 doc_count, word_count, out_count, score_count, doc_entries, word_entries, out_entries):
     """Add, in batch order, every update that falls on a row owned by thread ``t``.
 
     A row used ``k`` times in the batch gets each update scaled by ``min(1, cap / k)``, as
-    :func:`~attn_doc2vec.training.apply_update` does: a first pass counts, a second applies.
+    :func:`~attn_doc2vec.training.apply_update` does: the thread lists its entries, counts, applies.
     """
-    n_batch, n_doc, n_ctx, n_out = doc_slots.shape[0], doc_slots.shape[1], words.shape[1], outputs.shape[1]
+    n_doc = doc_slots.shape[1]
     n_pos = word_scores.shape[1]
     scores = update_shared and mode == ATTENTION
-    for b in range(n_batch):
-        for s in range(n_doc):
-            row = doc_slots[b, s]
-            if row >= 0 and _owner(row, n_threads) == t:
-                doc_count[row] += 1
-        if not update_shared:
-            continue
-        for j in range(n_ctx):
-            row = words[b, j]
-            if word_mask[b, j] and _owner(row, n_threads) == t:
-                word_count[row] += 1
-                if scores:
-                    score_count[row * n_pos + positions[b, j]] += 1
-        for k in range(n_out):
-            row = outputs[b, k]
-            if output_mask[b, k] and _owner(row, n_threads) == t:
-                out_count[row] += 1
-    for b in range(n_batch):
-        ahead = b + PREFETCH
-        if ahead < n_batch:
-            for s in range(n_doc):
-                if doc_slots[ahead, s] >= 0 and _owner(doc_slots[ahead, s], n_threads) == t:
-                    _prefetch_row(docs, doc_slots[ahead, s])
-            if update_shared:
-                for j in range(n_ctx):
-                    if word_mask[ahead, j] and _owner(words[ahead, j], n_threads) == t:
-                        _prefetch_row(word_vectors, words[ahead, j])
-                for k in range(n_out):
-                    if output_mask[ahead, k] and _owner(outputs[ahead, k], n_threads) == t:
-                        _prefetch_row(output_vectors, outputs[ahead, k])
-        for s in range(n_doc):
-            row = doc_slots[b, s]
-            if row >= 0 and _owner(row, n_threads) == t:
-                _axpy(coef[b, s] * _factor(doc_count, row, cap), gh, b, docs, row)
-        if not update_shared:
-            continue
-        for j in range(n_ctx):
-            row = words[b, j]
-            if word_mask[b, j] and _owner(row, n_threads) == t:
-                _axpy(coef[b, n_doc + j] * _factor(word_count, row, cap), gh, b, word_vectors, row)
-                if scores:
-                    key = row * n_pos + positions[b, j]
-                    word_scores[row, positions[b, j]] += dscore[b, j] * _factor(score_count, key, cap)
-        for k in range(n_out):
-            row = outputs[b, k]
-            if output_mask[b, k] and _owner(row, n_threads) == t:
-                _axpy(gout[b, k] * _factor(out_count, row, cap), h, b, output_vectors, row)
+    doc_list, word_list, out_list = doc_entries[t], word_entries[t], out_entries[t]
+    n_docs = _collect(t, n_threads, doc_slots, doc_slots >= 0, doc_list)
+    n_words = _collect(t, n_threads, words, word_mask, word_list) if update_shared else 0
+    n_outs = _collect(t, n_threads, outputs, output_mask, out_list) if update_shared else 0
+    for i in range(n_docs):
+        doc_count[t, doc_slots[doc_list[i] >> 16, doc_list[i] & 0xFFFF]] += 1
+    for i in range(n_words):
+        b, j = word_list[i] >> 16, word_list[i] & 0xFFFF
+        word_count[t, words[b, j]] += 1
+        if scores:
+            score_count[t, words[b, j] * n_pos + positions[b, j]] += 1
+    for i in range(n_outs):
+        out_count[t, outputs[out_list[i] >> 16, out_list[i] & 0xFFFF]] += 1
+    for i in range(n_docs):
+        if i + AHEAD < n_docs:
+            _prefetch_row(docs, doc_slots[doc_list[i + AHEAD] >> 16, doc_list[i + AHEAD] & 0xFFFF])
+        b, s = doc_list[i] >> 16, doc_list[i] & 0xFFFF
+        row = doc_slots[b, s]
+        _axpy(coef[b, s] * _factor(doc_count, t, row, cap), gh, b, docs, row)
+    for i in range(n_words):
+        if i + AHEAD < n_words:
+            _prefetch_row(word_vectors, words[word_list[i + AHEAD] >> 16, word_list[i + AHEAD] & 0xFFFF])
+        b, j = word_list[i] >> 16, word_list[i] & 0xFFFF
+        row = words[b, j]
+        _axpy(coef[b, n_doc + j] * _factor(word_count, t, row, cap), gh, b, word_vectors, row)
+        if scores:
+            key = row * n_pos + positions[b, j]
+            word_scores[row, positions[b, j]] += dscore[b, j] * _factor(score_count, t, key, cap)
+    for i in range(n_outs):
+        if i + AHEAD < n_outs:
+            _prefetch_row(output_vectors, outputs[out_list[i + AHEAD] >> 16, out_list[i + AHEAD] & 0xFFFF])
+        b, k = out_list[i] >> 16, out_list[i] & 0xFFFF
+        row = outputs[b, k]
+        _axpy(gout[b, k] * _factor(out_count, t, row, cap), h, b, output_vectors, row)
 
 
 @njit(cache=True)
@@ -361,7 +365,8 @@ def _finish(positions, word_mask, position_scores, dscore, cap, need_scores, los
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _step(doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors, output_vectors,
           word_scores, position_scores, mode, doc_share, alpha, score_step, update_shared, n_threads, cap, h, gh,
-          coef, gout, dscore, losses, doc_count, word_count, out_count, score_count):
+          coef, gout, dscore, losses, doc_count, word_count, out_count, score_count, doc_entries, word_entries,
+          out_entries):
     need_scores = update_shared and mode == ATTENTION
     for b in prange(doc_slots.shape[0]):
         losses[b] = _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors,
@@ -370,14 +375,15 @@ def _step(doc_slots, words, positions, word_mask, outputs, output_mask, docs, wo
     for t in prange(n_threads):
         _apply_owned(t, n_threads, cap, doc_slots, words, positions, word_mask, outputs, output_mask, docs,
                      word_vectors, output_vectors, word_scores, mode, update_shared, h, gh, coef, gout, dscore,
-                     doc_count, word_count, out_count, score_count)
+                     doc_count, word_count, out_count, score_count, doc_entries, word_entries, out_entries)
     return _finish(positions, word_mask, position_scores, dscore, cap, need_scores, losses)
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _step_serial(doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors, output_vectors,
                  word_scores, position_scores, mode, doc_share, alpha, score_step, update_shared, n_threads, cap, h,
-                 gh, coef, gout, dscore, losses, doc_count, word_count, out_count, score_count):
+                 gh, coef, gout, dscore, losses, doc_count, word_count, out_count, score_count, doc_entries,
+                 word_entries, out_entries):
     """:func:`_step` on one thread without parallel regions (Numba's workqueue layer costs ~40 us a launch)."""
     need_scores = update_shared and mode == ATTENTION
     for b in range(doc_slots.shape[0]):
@@ -386,7 +392,7 @@ def _step_serial(doc_slots, words, positions, word_mask, outputs, output_mask, d
                              need_scores, h, gh, coef, gout, dscore)
     _apply_owned(0, 1, cap, doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors,
                  output_vectors, word_scores, mode, update_shared, h, gh, coef, gout, dscore, doc_count, word_count,
-                 out_count, score_count)
+                 out_count, score_count, doc_entries, word_entries, out_entries)
     return _finish(positions, word_mask, position_scores, dscore, cap, need_scores, losses)
 
 
@@ -435,9 +441,9 @@ class FusedStep:
             self.position_scores = np.zeros(1, dtype=np.float32)
         # Per-row update counters of each table, zero between steps (the kernel clears what it uses).
         shared = n_words if update_shared else 0
-        self.counts = (np.zeros(self.docs.shape[0], np.int64), np.zeros(shared, np.int64),
-                       np.zeros(shared, np.int64),
-                       np.zeros(self.word_scores.size if update_shared and module.uses_attention else 0, np.int64))
+        scores = self.word_scores.size if update_shared and module.uses_attention else 0
+        self.counts = tuple(np.zeros((self.threads, size), np.int64)
+                            for size in (self.docs.shape[0], shared, shared, scores))
         self._scratch: tuple[np.ndarray, ...] | None = None
 
     def __call__(self, batch: Batch, alpha: float) -> float:
@@ -453,7 +459,7 @@ class FusedStep:
                 return kernel(*arrays, self.docs, self.word_vectors, self.output_vectors, self.word_scores,
                              self.position_scores, self.mode, self.doc_share, np.float32(alpha),
                              np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
-                             *scratch, *self.counts)
+                             *scratch[:6], *self.counts, *scratch[6:])
             finally:
                 numba.set_num_threads(previous)
 
@@ -470,141 +476,12 @@ class FusedStep:
                 np.empty((rows, n_out), np.float32),  # output step coefficient (B, K)
                 np.empty((rows, n_ctx), np.float32),  # score step (B, S)
                 np.empty(rows, np.float32),  # loss (B,)
+                # each thread's list of the entries it owns, per table (B*T, B*S, B*K)
+                np.empty((self.threads, rows * n_doc), np.int64),
+                np.empty((self.threads, rows * n_ctx), np.int64),
+                np.empty((self.threads, rows * n_out), np.int64),
             )
-        return tuple(x[:n_batch] for x in self._scratch)
-
-
-# ------------------------------------------------------------------------------------------------
-# Batches: the same draws as Sampler, in the same order, cut by a kernel instead of ~20 tensor ops
-
-
-@njit(cache=True, inline="always")
-def _bisect_left(cum, lo, hi, x):
-    """First index in ``[lo, hi]`` whose ``cum`` is ``>= x`` (``torch.searchsorted``, gensim's bisect_left)."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cum[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, inline="always")
-def _draw_outputs(b, target, draws, cum, buckets, shift, outputs, output_mask):
-    outputs[b, 0] = target
-    output_mask[b, 0] = True
-    for k in range(draws.shape[1]):
-        x = draws[b, k]
-        bucket = x >> shift  # the answer lies between the first entries >= bucket * 2**shift and >= the next one
-        neg = _bisect_left(cum, buckets[bucket], buckets[bucket + 1], x)
-        outputs[b, k + 1] = neg
-        output_mask[b, k + 1] = neg != target
-
-
-# Serial on purpose: a batch costs ~100 ns per example, less than a parallel launch would save.
-# Each gather is its own short loop, so the CPU overlaps the cache misses of many examples.
-
-
-@njit(cache=True)
-def _pvdm_batch(tokens, docs, offsets, tags, positions, reach, draws, cum, buckets, shift, window,
-                doc_slots, words, word_mask, outputs, output_mask):
-    n = positions.shape[0]
-    d, start, end = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
-    for b in range(n):  # positions are random: start loading every example's window at once
-        _prefetch1(tokens, max(positions[b] - window, 0))
-        _prefetch1(tokens, min(positions[b] + window, tokens.shape[0] - 1))
-        _prefetch1(docs, positions[b])
-    for b in range(n):
-        d[b] = docs[positions[b]]
-    for b in range(n):
-        start[b], end[b] = offsets[d[b]], offsets[d[b] + 1]
-        for t in range(tags.shape[1]):
-            doc_slots[b, t] = tags[d[b], t]
-    for b in range(n):
-        p = positions[b]
-        for j in range(2 * window):
-            rel = j - window if j < window else j - window + 1  # -W..-1, 1..W as Sampler.rel
-            idx = p + rel
-            ok = start[b] <= idx < end[b] and abs(rel) <= reach[b, 0]
-            word_mask[b, j] = ok
-            words[b, j] = tokens[idx] if ok else 0
-    for b in range(n):
-        _draw_outputs(b, tokens[positions[b]], draws, cum, buckets, shift, outputs, output_mask)
-
-
-@njit(cache=True)
-def _dbow_batch(tokens, docs, tags, positions, tag_slots, draws, cum, buckets, shift, doc_slots, outputs,
-                output_mask):
-    n = positions.shape[0]
-    d = np.empty(n, np.int64)
-    for b in range(n):
-        d[b] = docs[positions[b]]
-    for b in range(n):
-        doc_slots[b, 0] = tags[d[b], tag_slots[b]]
-    for b in range(n):
-        _draw_outputs(b, tokens[positions[b]], draws, cum, buckets, shift, outputs, output_mask)
-
-
-class FusedSampler(Sampler):
-    """A :class:`~attn_doc2vec.batching.Sampler` whose batches are cut by Numba kernels on the CPU.
-
-    The random numbers are drawn by the same torch calls in the same order, so a seed gives
-    exactly the batches of the plain sampler; the windows, tags and negatives are gathered in
-    one parallel pass, and the negatives are found with a bucketed ``bisect_left`` (the same
-    answers as ``torch.searchsorted``, a few steps instead of ~17).
-    """
-
-    @classmethod
-    def from_sampler(cls, sampler: Sampler) -> FusedSampler:
-        """The same tables and the same generator (shared, not copied)."""
-        return cls(sample_int=sampler.sample_int, cum_table=sampler.cum_table, window=sampler.window,
-                   negative=sampler.negative, generator=sampler.generator)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.cum_table.device.type != "cpu":
-            raise ValueError(f"FusedSampler runs on the CPU, but its tables are on {self.cum_table.device}.")
-        self._cum = np.ascontiguousarray(self.cum_table.numpy(), dtype=np.int64)
-        self._shift = max(0, int(self.cum_max).bit_length() - 16)  # about 2**16 buckets
-        bounds = np.arange((self.cum_max >> self._shift) + 2, dtype=np.int64) << self._shift
-        self._buckets = np.searchsorted(self._cum, bounds, side="left").astype(np.int64)
-        self._slots = np.zeros((0, 2 * self.window), np.int64)
-
-    def pvdm_batch(self, corpus: DeviceCorpus, positions: Tensor) -> Batch:
-        """As :meth:`Sampler.pvdm_batch`."""
-        n = positions.shape[0]
-        reach = torch.randint(1, self.window + 1, (n, 1), generator=self.generator)
-        draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)
-        n_ctx, n_tags = 2 * self.window, corpus.tags.shape[1]
-        doc_slots, words = np.empty((n, n_tags), np.int64), np.empty((n, n_ctx), np.int64)
-        word_mask, outputs, output_mask = _outputs(n, n_ctx, self.negative)
-        _pvdm_batch(corpus.tokens.numpy(), corpus.docs.numpy(), corpus.offsets.numpy(), corpus.tags.numpy(),
-                    positions.numpy(), reach.numpy(), draws.numpy(), self._cum, self._buckets, self._shift,
-                    self.window, doc_slots, words, word_mask, outputs, output_mask)
-        if self._slots.shape[0] < n:
-            self._slots = np.tile(np.arange(n_ctx, dtype=np.int64), (n, 1))
-        return Batch(doc_slots=torch.from_numpy(doc_slots), words=torch.from_numpy(words),
-                     positions=torch.from_numpy(self._slots[:n]), word_mask=torch.from_numpy(word_mask),
-                     outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask))
-
-    def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
-        """As :meth:`Sampler.dbow_batch`."""
-        n = positions.shape[0]
-        draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)
-        slots = np.zeros(n, np.int64) if tag_slot is None else tag_slot.numpy()
-        doc_slots = np.empty((n, 1), np.int64)
-        _, outputs, output_mask = _outputs(n, 0, self.negative)
-        _dbow_batch(corpus.tokens.numpy(), corpus.docs.numpy(), corpus.tags.numpy(), positions.numpy(), slots,
-                    draws.numpy(), self._cum, self._buckets, self._shift, doc_slots, outputs, output_mask)
-        empty = torch.zeros((n, 0), dtype=torch.int64)
-        return Batch(doc_slots=torch.from_numpy(doc_slots), words=empty, positions=empty, word_mask=empty.bool(),
-                     outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask))
-
-
-def _outputs(n: int, n_ctx: int, negative: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (np.empty((n, n_ctx), np.bool_), np.empty((n, 1 + negative), np.int64),
-            np.empty((n, 1 + negative), np.bool_))
+        return tuple(x[:n_batch] for x in self._scratch[:6]) + self._scratch[6:]
 
 
 def _table(tensor: torch.Tensor, name: str) -> np.ndarray:

@@ -133,9 +133,14 @@ class Trainer:
 
     def __init__(self, module: Doc2VecModule, sampler: Sampler, config: Doc2VecConfig) -> None:
         self.module = module
-        self.sampler = sampler
         self.config = config
         self.device = module.word_vectors.device
+        self.backend = resolve_backend(config.backend, self.device)
+        if self.backend == "numba":
+            from attn_doc2vec.fused_batching import FusedSampler  # the same draws, batches cut by kernels
+
+            sampler = FusedSampler.from_sampler(sampler)
+        self.sampler = sampler
 
     def run(
         self,
@@ -180,8 +185,8 @@ class Trainer:
                    disable={None: None, True: False, False: True}[progress], leave=False)
         # With the Numba backend PyTorch only builds the batches, one thread suffices: more would spin
         # in OpenMP barriers against the kernels' threads (measured 5-20x slower batches on 2 cores).
-        numba_backend = resolve_backend(self.config.backend, self.device) == "numba"
-        with torch.no_grad(), training_mode(self.device, 1 if numba_backend else self.config.workers), bar:
+        threads = 1 if self.backend == "numba" else self.config.workers
+        with torch.no_grad(), training_mode(self.device, threads), bar:
             for epoch in range(epochs):
                 if on_epoch_begin is not None:
                     on_epoch_begin(epoch)
@@ -242,7 +247,7 @@ class Trainer:
     def _step(self, docs: Tensor, update_shared: bool) -> Callable[[Batch, float], Tensor | float]:
         """The backend's SGD step, ``step(batch, alpha) -> loss``: fused Numba kernels or the PyTorch reference."""
         cfg = self.config
-        if resolve_backend(cfg.backend, self.device) == "numba":
+        if self.backend == "numba":
             from attn_doc2vec.fused import FusedStep  # imports Numba only when it is used
 
             return FusedStep(self.module, docs, update_shared, cfg.attention_alpha, cfg.row_update_cap, cfg.workers)

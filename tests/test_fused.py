@@ -169,25 +169,29 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int) -> None
     from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
     from attn_doc2vec.config import Doc2VecConfig
     from attn_doc2vec.corpus import build_vocabulary, encode
-    from attn_doc2vec.fused import FusedSampler
+    from attn_doc2vec.fused_batching import FusedSampler
     from attn_doc2vec.training import make_generator
 
     docs = make_topic_corpus(n_docs=30, length=40)
     docs = [type(d)(d.words, [d.tags[0], "shared"] if i % 3 == 0 else d.tags) for i, d in enumerate(docs)]
-    cfg = Doc2VecConfig(min_count=1, window=4, negative=7, sample=0.05)
+    cfg = Doc2VecConfig(min_count=1, window=4, negative=7, sample=1e-3)
     vocab = build_vocabulary(docs, cfg)
     corpus = DeviceCorpus.from_encoded(encode(docs, vocab), torch.device("cpu"))
     samplers = [Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))]
     samplers.append(FusedSampler.from_sampler(Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))))
-    batches = []
+    batches, kept_corpora = [], []
     for sampler in samplers:
         kept = sampler.downsample(corpus)
+        kept_corpora.append(kept)
         positions, slots = (torch.arange(len(kept)), None) if dm else dbow_examples(kept)
         pick = torch.randperm(positions.shape[0], generator=sampler.generator)[:200]
         if dm:
             batches.append(sampler.pvdm_batch(kept, positions[pick]))
         else:
             batches.append(sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick]))
+    for field in ("tokens", "docs", "offsets", "tags"):
+        assert torch.equal(getattr(kept_corpora[0], field), getattr(kept_corpora[1], field)), field
+    assert len(kept_corpora[0]) < len(corpus)  # something was dropped
     for field in ("doc_slots", "words", "positions", "word_mask", "outputs", "output_mask"):
         assert torch.equal(getattr(batches[0], field), getattr(batches[1], field)), field
     assert torch.equal(samplers[0].generator.get_state(), samplers[1].generator.get_state())
