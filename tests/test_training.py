@@ -58,13 +58,14 @@ def test_every_token_is_a_target_once_per_epoch(long_docs, monkeypatch, backend:
     trainer, encoded = make_trainer(long_docs, batch_size=4096, backend=backend)
     assert encoded.lengths().tolist() == [25_000, 3, 1]
     seen = []
-    original = Sampler.pvdm_batch
+    sampler_class = type(trainer.sampler)  # the numba backend cuts batches with its own FusedSampler
+    original = sampler_class.pvdm_batch
 
     def record(self, corpus, positions):
         seen.append(positions.clone())
         return original(self, corpus, positions)
 
-    monkeypatch.setattr(Sampler, "pvdm_batch", record)
+    monkeypatch.setattr(sampler_class, "pvdm_batch", record)
     stats = trainer.run(encoded, 2, 0.025, 0.0001, progress=False)
     per_epoch = len(seen) // 2
     for epoch in range(2):
@@ -78,13 +79,14 @@ def test_every_token_is_a_target_once_per_epoch(long_docs, monkeypatch, backend:
 def test_dbow_pairs_every_tag_with_every_token_once_per_epoch(long_docs, monkeypatch, backend: str) -> None:
     trainer, encoded = make_trainer(long_docs, dm=0, batch_size=8192, backend=backend)
     seen = []
-    original = Sampler.dbow_batch
+    sampler_class = type(trainer.sampler)
+    original = sampler_class.dbow_batch
 
     def record(self, corpus, positions, slots=None):
         seen.append(torch.stack([positions, slots], dim=1))
         return original(self, corpus, positions, slots)
 
-    monkeypatch.setattr(Sampler, "dbow_batch", record)
+    monkeypatch.setattr(sampler_class, "dbow_batch", record)
     stats = trainer.run(encoded, 1, 0.025, 0.0001, progress=False)
     pairs = torch.cat(seen)
     assert stats[0].examples == len(pairs) == 2 * 25_000 + 3 + 1
