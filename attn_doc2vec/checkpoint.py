@@ -131,12 +131,14 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
         raise FileNotFoundError(f"No checkpoint at {path}.{hint}")
     meta = _read_json(path / CONFIG_FILE, path)
     if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
-        raise CheckpointError(f"{path} is not an attn_doc2vec checkpoint ({CONFIG_FILE} has no attn_doc2vec format tag).")
+        raise CheckpointError(f"{path} is not an attn_doc2vec checkpoint "
+                              f"({CONFIG_FILE} has no attn_doc2vec format tag).")
     if meta["format_version"] != FORMAT_VERSION:
         newer = meta["format_version"] > FORMAT_VERSION
         raise CheckpointError(
             f"{path} has checkpoint format version {meta['format_version']}, but this attn_doc2vec reads version "
-            f"{FORMAT_VERSION}: " + ("upgrade attn_doc2vec." if newer else "re-train, or load it with the release that wrote it "
+            f"{FORMAT_VERSION}: "
+            + ("upgrade attn_doc2vec." if newer else "re-train, or load it with the release that wrote it "
                                      f"({meta.get('versions', {}).get('attn_doc2vec', 'unknown')}).")
         )
     for name, digest in meta.get("sha256", {}).items():

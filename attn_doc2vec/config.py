@@ -116,7 +116,8 @@ class Doc2VecConfig:
         _check_int(self, "max_vocab_size", 1, optional=True)
         _check_int(self, "max_final_vocab", 1, optional=True)
         _check_float(self, "sample", 0.0)
-        _check_int(self, "negative", 1, hint="(hierarchical softmax is not supported, so negative sampling is required)")
+        _check_int(self, "negative", 1,
+                   hint="(hierarchical softmax is not supported, so negative sampling is required)")
         _check_float(self, "ns_exponent", None)
         _check_float(self, "alpha", 0.0, strict=True)
         _check_float(self, "min_alpha", 0.0)
@@ -129,15 +130,18 @@ class Doc2VecConfig:
         _check_int(self, "batch_size", 1)
         if self.backend not in BACKENDS:
             raise ValueError(
-                f"The 'backend' parameter must be one of {', '.join(map(repr, BACKENDS))}. Got {self.backend!r} instead."
+                f"The 'backend' parameter must be one of {', '.join(map(repr, BACKENDS))}. "
+                f"Got {self.backend!r} instead."
             )
         _check_int(self, "workers", 1, optional=True)
         _check_float(self, "attention_alpha", 0.0)
         if self.doc_share is not None and not (isinstance(self.doc_share, (int, float)) and 0 < self.doc_share < 1):
-            raise ValueError(f"The 'doc_share' parameter must be a number in (0, 1) or None. Got {self.doc_share!r} instead.")
+            raise ValueError(f"The 'doc_share' parameter must be a number in (0, 1) or None. "
+                             f"Got {self.doc_share!r} instead.")
         _check_int(self, "row_update_cap", 1)
         if not isinstance(self.device, str) or not self.device:
-            raise ValueError(f"The 'device' parameter must be a string such as 'auto', 'cpu' or 'cuda'. Got {self.device!r} instead.")
+            raise ValueError(f"The 'device' parameter must be a string such as 'auto', 'cpu' or 'cuda'. "
+                             f"Got {self.device!r} instead.")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -183,7 +183,8 @@ class LineCorpus:
             raise FileNotFoundError(f"Corpus file {self.path!r} does not exist.")
         if isinstance(tokenizer, str):
             if tokenizer not in TOKENIZERS:
-                raise ValueError(f"Unknown tokenizer {tokenizer!r}; choose one of {sorted(TOKENIZERS)} or pass a function.")
+                raise ValueError(f"Unknown tokenizer {tokenizer!r}; choose one of {sorted(TOKENIZERS)} "
+                                 "or pass a function.")
             tokenizer = TOKENIZERS[tokenizer]
         self.tokenizer = tokenizer
         self.jsonl = ".jsonl" in os.path.basename(self.path)
@@ -199,7 +200,8 @@ class LineCorpus:
                     record = json.loads(line)
                     text = record["text"]
                 except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    raise ValueError(f"{self.path}, line {i + 1}: expected a JSON object with a 'text' field ({err}).") from err
+                    raise ValueError(f"{self.path}, line {i + 1}: expected a JSON object with a 'text' "
+                                     f"field ({err}).") from err
                 tags = record.get("tags", [i])
                 yield TaggedDocument(self.tokenizer(text), tags if isinstance(tags, list) else [tags])
 

@@ -135,7 +135,8 @@ class Doc2Vec(AttentionMixin):
             gensim's trimming rule.
         """
         if update:
-            raise ValueError("build_vocab(update=True) is not supported: build the vocabulary once, on the whole corpus.")
+            raise ValueError("build_vocab(update=True) is not supported: build the vocabulary once, "
+                             "on the whole corpus.")
         documents = documents if documents is not None else corpus_iterable
         corpus = resolve_corpus(documents, corpus_file)
         t0 = time.perf_counter()
@@ -324,7 +325,8 @@ class Doc2Vec(AttentionMixin):
         config = loaded.config if device is None else loaded.config.replace(device=device)
         if device is None and config.device != "auto" and config.device.startswith("cuda") \
                 and not torch.cuda.is_available():
-            logger.warning("checkpoint was trained on %s, which is not available here; loading on the CPU", config.device)
+            logger.warning("checkpoint was trained on %s, which is not available here; loading on the CPU",
+                           config.device)
             config = config.replace(device="cpu")
         model = cls(**config.to_dict())
         target = resolve_device(config.device)

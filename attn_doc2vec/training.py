@@ -76,7 +76,8 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"The 'device' parameter must name a torch device such as 'cpu' or 'cuda'. Got {name!r} instead.") from err
+        raise ValueError(f"The 'device' parameter must name a torch device such as 'cpu' or 'cuda'. "
+                         f"Got {name!r} instead.") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} was requested but CUDA is not available here; use device='cpu' or 'auto'.")
     return device

@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from attn_doc2vec.benchmark import (CONCATENATIONS, MODELS, RunSpec, concatenate, markdown_table, run_isolated,
-                                    summarize)
+from attn_doc2vec.benchmark import CONCATENATIONS, MODELS, RunSpec, concatenate, markdown_table, run_isolated, summarize
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR
 
 REPO = Path(__file__).resolve().parents[1]

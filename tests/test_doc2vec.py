@@ -122,7 +122,8 @@ def test_other_corpus_mistakes(topic_docs) -> None:
 
 
 def test_a_diverging_loss_raises_naming_the_learning_rate(topic_docs) -> None:
-    with pytest.raises(FloatingPointError, match=r"training loss diverged in epoch 1: .* per prediction.*the learning rate "
+    with pytest.raises(FloatingPointError, match=r"training loss diverged in epoch 1: .* per prediction.*"
+                                                 r"the learning rate "
                                                  r"\(alpha=1000000\.0\) is probably too high.*lower alpha"):
         Doc2Vec(topic_docs, vector_size=16, min_count=1, alpha=1e6, device="cpu")
 

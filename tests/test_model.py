@@ -262,7 +262,8 @@ def test_doc_share_fixes_the_document_weight_and_keeps_gradients_exact(context: 
     has_words = batch.word_mask.any(dim=1)
     doc_total = a[:, :n_doc].sum(dim=1)
     torch.testing.assert_close(doc_total[has_words], torch.full_like(doc_total[has_words], 0.3))
-    torch.testing.assert_close(doc_total[~has_words], torch.ones_like(doc_total[~has_words]))  # no words: all on the doc
+    # no context words: the whole weight goes to the document
+    torch.testing.assert_close(doc_total[~has_words], torch.ones_like(doc_total[~has_words]))
     loss_a, auto = autograd_tables(module, batch)
     loss_e, explicit = explicit_tables(module, batch)
     torch.testing.assert_close(loss_e, loss_a)

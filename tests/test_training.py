@@ -145,7 +145,8 @@ def test_a_non_finite_loss_raises_naming_the_learning_rate(topic_docs, backend: 
     trainer, encoded = make_trainer(topic_docs, backend=backend)
     trainer.module.output_vectors.data[:] = float("nan")
     ended = []
-    with pytest.raises(FloatingPointError, match=r"loss diverged in epoch 1: nan per prediction.*the learning rate \(alpha=0.025\).*"
+    with pytest.raises(FloatingPointError, match=r"loss diverged in epoch 1: nan per prediction.*"
+                                                 r"the learning rate \(alpha=0.025\).*"
                                                  r"lower alpha"):
         trainer.run(encoded, 3, 0.025, 0.0001, on_epoch_end=ended.append, progress=False)
     assert ended == []
