@@ -32,6 +32,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.model import Batch, Doc2VecModule
 
 MEAN, SUM, ATTENTION, DBOW = 0, 1, 2, 3
@@ -235,7 +236,7 @@ def _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, do
     # gensim's input scaling (training.input_scale): mean and attention n, sum 1/n, dbow 1
     scale = one if mode == DBOW else (one / n if mode == SUM else n)
     if mode == ATTENTION and need_scores:
-        # softmax backward scaled by m/n: de_j = a_j (ga_j - sum_i p_i ga_i), ga_j = dL/dh . x_j
+        # softmax backward, scaled by the words' share: de_j = a_j (ga_j - sum_i p_i ga_i), ga_j = dL/dh . x_j
         mean_ga = zero
         for j in range(n_ctx):
             if word_mask[b, j]:
@@ -421,7 +422,8 @@ class FusedStep:
     """
 
     def __init__(self, module: Doc2VecModule, docs: torch.Tensor, update_shared: bool,
-                 attention_alpha: float = 1.0, cap: int = 8, threads: int | None = None) -> None:
+                 attention_alpha: float = 1.0, cap: int = Doc2VecConfig.row_update_cap,
+                 threads: int | None = None) -> None:
         self.mode = DBOW if module.dm == 0 else MODES[module.context]
         doc_share = getattr(module, "doc_share", None)
         self.doc_share = np.float32(-1.0 if doc_share is None else doc_share)

@@ -75,7 +75,7 @@ def test_step_equals_reference(dm: int, context: str, doc_share: float | None) -
     start = copy.deepcopy(ref)
     batch = random_batch(ref, 64, seed=1)
     loss_ref = reference_step(ref, batch, 0.05, ref.doc_vectors.data, True, 2.0)
-    loss = FusedStep(fused, fused.doc_vectors.data, True, attention_alpha=2.0)(batch, 0.05)
+    loss = FusedStep(fused, fused.doc_vectors.data, True, attention_alpha=2.0, cap=8)(batch, 0.05)
     assert loss == pytest.approx(loss_ref, rel=1e-5)
     assert_tables_close(ref, fused)
     for name in TABLES:  # the step really moved every table it trains
@@ -91,7 +91,7 @@ def test_inference_step_updates_only_the_given_documents(dm: int, context: str) 
     new_fused = new_ref.clone()
     batch = random_batch(ref, 32, seed=2, n_tags=1)
     reference_step(ref, batch, 0.1, new_ref, False, 1.0)
-    FusedStep(fused, new_fused, False)(batch, 0.1)
+    FusedStep(fused, new_fused, False, cap=8)(batch, 0.1)
     torch.testing.assert_close(new_fused, new_ref, rtol=1e-4, atol=2e-5)
     assert_tables_close(ref, fused, atol=0.0)  # shared tables untouched
     assert torch.equal(ref.doc_vectors, random_module(dm, context).doc_vectors)
@@ -120,7 +120,7 @@ def test_thread_count_does_not_change_the_result() -> None:
     modules = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         module = random_module(1, "attention", n_words=50, n_docs=20)
-        step = FusedStep(module, module.doc_vectors.data, True, threads=threads)
+        step = FusedStep(module, module.doc_vectors.data, True, cap=8, threads=threads)
         for seed in range(3):
             step(random_batch(module, 200, seed=seed), 0.05)
         modules.append(module)
