@@ -9,6 +9,7 @@ vectorized operations.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import logging
 import os
@@ -256,7 +257,8 @@ def encode(documents: Iterable, vocab: Vocabulary) -> EncodedCorpus:
     raw_words = 0
     for i, doc in enumerate(checked(documents)):
         # One dict lookup per token is inherent to mapping strings to rows; it runs once per train().
-        rows = np.fromiter((word_index.get(w, -1) for w in doc.words), dtype=np.int32, count=len(doc.words))
+        rows = np.fromiter(map(word_index.get, doc.words, itertools.repeat(-1)), dtype=np.int32,
+                           count=len(doc.words))
         rows = rows[rows >= 0]
         chunks.append(rows)
         lengths.append(len(rows))
