@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -70,6 +71,8 @@ class RunResult:
     infer_seconds: float | None = None
     train_vectors: np.ndarray | None = field(default=None, repr=False)
     test_vectors: np.ndarray | None = field(default=None, repr=False)
+    train_labels: np.ndarray | None = field(default=None, repr=False)
+    test_labels: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
         """The JSON-friendly figures (no vectors)."""
@@ -105,8 +108,6 @@ def run(spec: RunSpec) -> RunResult:
     params = spec.params()
     library = MODELS[spec.model]["library"]
     if library == "gensim":
-        import os
-
         from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
 
         model = GensimDoc2Vec(workers=os.cpu_count(), seed=spec.seed, **params)
@@ -135,11 +136,12 @@ def run(spec: RunSpec) -> RunResult:
         else:
             test_x = model.infer_vectors([d.words for d in test], progress=False)
         infer_seconds = time.perf_counter() - t0
-    accuracy = classify(train_x, np.array([d.label for d in train]), test_x, np.array([d.label for d in test]))
+    train_y, test_y = np.array([d.label for d in train]), np.array([d.label for d in test])
+    accuracy = classify(train_x, train_y, test_x, test_y)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return RunResult(spec=spec, accuracy=accuracy, train_seconds=train_seconds,
                      words_per_second=words / train_seconds, peak_rss_mb=peak, infer_seconds=infer_seconds,
-                     train_vectors=train_x, test_vectors=test_x)
+                     train_vectors=train_x, test_vectors=test_x, train_labels=train_y, test_labels=test_y)
 
 
 def run_isolated(spec: RunSpec) -> RunResult:
@@ -151,10 +153,8 @@ def run_isolated(spec: RunSpec) -> RunResult:
 
 def concatenate(first: RunResult, second: RunResult, name: str) -> RunResult:
     """Evaluate the concatenation of two runs' vectors (same dataset, seed and protocol)."""
-    docs = load_dataset(first.spec.dataset, first.spec.data_dir, subset=first.spec.subset, seed=first.spec.seed)
-    train, test, _ = _split(docs)
-    accuracy = classify(np.hstack([first.train_vectors, second.train_vectors]), np.array([d.label for d in train]),
-                        np.hstack([first.test_vectors, second.test_vectors]), np.array([d.label for d in test]))
+    accuracy = classify(np.hstack([first.train_vectors, second.train_vectors]), first.train_labels,
+                        np.hstack([first.test_vectors, second.test_vectors]), first.test_labels)
     seconds = first.train_seconds + second.train_seconds
     spec = RunSpec(**{**asdict(first.spec), "model": name})
     words = first.words_per_second * first.train_seconds
