@@ -63,6 +63,8 @@ class Sampler:
     window: int
     negative: int
     generator: torch.Generator
+    pool_sample: int = 0  # words drawn from each example's document (designs that pool them)
+    context_dropout: float = 0.0  # probability of hiding each context word (designs that ask for it)
 
     @classmethod
     def from_vocab(cls, vocab: Vocabulary, config: Doc2VecConfig, generator: torch.Generator) -> Sampler:
@@ -112,11 +114,22 @@ class Sampler:
         reach = torch.randint(1, self.window + 1, (positions.shape[0], 1), generator=self.generator,
                               device=positions.device)
         mask = (idx >= start[:, None]) & (idx < end[:, None]) & (self.rel.abs()[None, :] <= reach)
+        if self.context_dropout:
+            mask &= torch.rand(mask.shape, generator=self.generator, device=mask.device) >= self.context_dropout
         words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
         outputs, output_mask = self.negatives(corpus.tokens[positions])
         slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
+        pool_words = pool_mask = None
+        if self.pool_sample:
+            # Doc2VecC's corruption: words drawn uniformly from the document, the target itself excluded
+            draw = torch.rand((positions.shape[0], self.pool_sample), generator=self.generator,
+                              device=positions.device)
+            length = (end - start)[:, None]
+            pool = start[:, None] + torch.minimum((draw * length).long(), length - 1)  # (B, P)
+            pool_mask = pool != positions[:, None]
+            pool_words = corpus.tokens[pool]
         return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
-                     outputs=outputs, output_mask=output_mask)
+                     outputs=outputs, output_mask=output_mask, pool_words=pool_words, pool_mask=pool_mask)
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
         """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""

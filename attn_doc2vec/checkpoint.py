@@ -152,8 +152,7 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
         tensors = load_file(str(path / TENSORS_FILE))
         words = _read_json(path / VOCAB_FILE, path)
         vocab = _vocabulary(words, tensors, config, meta["state"])
-        module = Doc2VecModule(len(vocab.wv), len(vocab.dv), config.vector_size, config.window, config.context,
-                               config.dm, config.doc_share)
+        module = Doc2VecModule.from_config(config, len(vocab.wv), len(vocab.dv))
         module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
     except (KeyError, ValueError, RuntimeError, SafetensorError) as err:
         if isinstance(err, CheckpointError):

@@ -11,7 +11,11 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-CONTEXT_MODES = ("attention", "mean", "sum")
+from attn_doc2vec.context import CONTEXT_NAMES as CONTEXT_MODES
+from attn_doc2vec.context import LAYERS
+
+SGD_ALPHA = 0.025  # gensim's default learning rate, for the designs trained with gensim's SGD
+ADAGRAD_ALPHA = 0.1  # default learning rate of the designs trained by autograd with row-wise Adagrad
 BACKENDS = ("auto", "torch", "numba")
 
 
@@ -26,8 +30,10 @@ class Doc2VecConfig:
     dm : int
         Training algorithm: 1 for PV-DM (distributed memory), 0 for PV-DBOW.
     context : str
-        How PV-DM combines the document vector and the context words:
-        ``"attention"`` (a learned softmax weighting), ``"mean"`` or ``"sum"``
+        How PV-DM combines the document and the context words (one design per file in
+        :mod:`attn_doc2vec.context`): ``"attention"`` (free document vector, attentive context and an
+        attention-pooled sample of the document's own words), ``"docquery"``, ``"docloss"``,
+        ``"wordpos"`` (word x position attention, the earlier design), ``"mean"`` or ``"sum"``
         (gensim's ``dm_mean=1`` / ``dm_mean=0``).
     window : int
         Maximum distance between the predicted word and a context word.
@@ -43,8 +49,10 @@ class Doc2VecConfig:
         Number of negative samples per predicted word (must be >= 1).
     ns_exponent : float
         Exponent shaping the negative-sampling distribution (counts ** ns_exponent).
-    alpha : float
-        Initial learning rate.
+    alpha : float or None
+        Initial learning rate. None picks the design's default: 0.025 (gensim's) for PV-DBOW, ``mean``,
+        ``sum`` and ``wordpos``, trained with gensim's SGD; 0.1 for the autograd designs (``attention``,
+        ``docquery``, ``docloss``), trained with row-wise Adagrad.
     min_alpha : float
         Learning rate reached, linearly, at the end of the last epoch.
     epochs : int
@@ -65,7 +73,16 @@ class Doc2VecConfig:
         ``None`` keeps PyTorch's default.
     doc_share : float or None
         PV-DM: the document vectors' fixed share of the context vector, the words sharing the
-        rest; None gives every input the same share, as gensim's mean does.
+        rest; None gives the design's default: every input the same share for ``mean``/``sum``/``wordpos``
+        (as gensim's mean does), 1/3 for ``attention``, 1/2 for ``docquery`` and ``docloss``.
+    pool_share : float
+        ``attention`` only: share of the attention-pooled document words in the hidden vector.
+    pool_sample : int
+        ``attention`` only: words drawn from the target's document per prediction and pooled.
+    context_dropout : float
+        ``docquery`` only: training-time probability of hiding each context word.
+    uniform_attention : bool
+        Ablation: keep the design's attention scores at zero (uniform weights: its "uniform twin").
     attention_alpha : float
         Learning-rate multiplier for the attention scores, relative to ``alpha``.
     row_update_cap : int
@@ -83,7 +100,7 @@ class Doc2VecConfig:
     sample: float = 1e-3
     negative: int = 5
     ns_exponent: float = 0.75
-    alpha: float = 0.025
+    alpha: float | None = None
     min_alpha: float = 0.0001
     epochs: int = 10
     seed: int = 1
@@ -94,6 +111,10 @@ class Doc2VecConfig:
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
+    pool_share: float = 1 / 3
+    pool_sample: int = 20
+    context_dropout: float = 0.3
+    uniform_attention: bool = False
 
     def validate(self) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -119,6 +140,8 @@ class Doc2VecConfig:
         _check_int(self, "negative", 1,
                    hint="(hierarchical softmax is not supported, so negative sampling is required)")
         _check_float(self, "ns_exponent", None)
+        if self.alpha is None:
+            self.alpha = ADAGRAD_ALPHA if self.dm == 1 and self.context in LAYERS else SGD_ALPHA
         _check_float(self, "alpha", 0.0, strict=True)
         _check_float(self, "min_alpha", 0.0)
         if self.min_alpha > self.alpha:
@@ -135,10 +158,25 @@ class Doc2VecConfig:
             )
         _check_int(self, "workers", 1, optional=True)
         _check_float(self, "attention_alpha", 0.0)
-        if self.doc_share is not None and not (isinstance(self.doc_share, (int, float)) and 0 < self.doc_share < 1):
-            raise ValueError(f"The 'doc_share' parameter must be a number in (0, 1) or None. "
+        low = 0 if self.context == "attention" else 0 + 1e-300  # only 'attention' has another document part
+        if self.doc_share is not None and (isinstance(self.doc_share, bool) or not (
+                isinstance(self.doc_share, (int, float)) and low <= self.doc_share < 1)):
+            bounds = "[0, 1) for context='attention'" if low == 0 else "(0, 1)"
+            raise ValueError(f"The 'doc_share' parameter must be a number in {bounds} or None. "
                              f"Got {self.doc_share!r} instead.")
         _check_int(self, "row_update_cap", 1)
+        _check_int(self, "pool_sample", 1)
+        for name in ("pool_share", "context_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"The {name!r} parameter must be a number in [0, 1). Got {value!r} instead.")
+        share = self.doc_share if self.doc_share is not None else 1 / 3
+        if self.dm == 1 and self.context == "attention" and share + self.pool_share >= 1:
+            raise ValueError(f"context='attention' needs doc_share + pool_share < 1 so that the context words keep "
+                             f"a share. Got doc_share={self.doc_share!r}, pool_share={self.pool_share!r}.")
+        if not isinstance(self.uniform_attention, bool):
+            raise ValueError(f"The 'uniform_attention' parameter must be True or False. "
+                             f"Got {self.uniform_attention!r} instead.")
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"The 'device' parameter must be a string such as 'auto', 'cpu' or 'cuda'. "
                              f"Got {self.device!r} instead.")

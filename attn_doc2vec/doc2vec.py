@@ -144,8 +144,7 @@ class Doc2Vec(AttentionMixin):
         self.corpus_count = self.vocab.corpus_count
         self.corpus_total_words = self.vocab.corpus_total_words
         device = resolve_device(self.config.device)
-        module = Doc2VecModule(len(self.vocab.wv), len(self.vocab.dv), self.config.vector_size,
-                               self.config.window, self.config.context, self.config.dm, self.config.doc_share)
+        module = Doc2VecModule.from_config(self.config, len(self.vocab.wv), len(self.vocab.dv))
         # Initialize on the CPU, so that the starting point does not depend on the device.
         module.reset_parameters(make_generator(self.config.seed, torch.device("cpu")))
         self.module = module.to(device)
@@ -347,7 +346,7 @@ class Doc2Vec(AttentionMixin):
     def _sync_keyed_vectors(self) -> None:
         # On the CPU the KeyedVectors share memory with the tensors; elsewhere this is a copy.
         self.vocab.wv.vectors = self.module.word_vectors.data.cpu().numpy()
-        self.vocab.dv.vectors = self.module.doc_vectors.data.cpu().numpy()
+        self.vocab.dv.vectors = self.module.document_vectors().data.cpu().numpy()
         self.vocab.wv.norms = None
         self.vocab.dv.norms = None
 

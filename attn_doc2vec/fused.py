@@ -36,7 +36,7 @@ from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.model import Batch, Doc2VecModule
 
 MEAN, SUM, ATTENTION, DBOW = 0, 1, 2, 3
-MODES = {"mean": MEAN, "sum": SUM, "attention": ATTENTION}
+MODES = {"mean": MEAN, "sum": SUM, "wordpos": ATTENTION}
 
 # 'reassoc' lets LLVM vectorize the dot products over D (a strict left-to-right sum cannot be);
 # it changes float32 rounding but not determinism, as the compiled code does not depend on the

@@ -69,4 +69,9 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
     sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
     Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
                                          progress=progress, desc="inferring")
+    if module.pools_documents:  # the pooled words are a forward pass: no optimisation
+        tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
+        offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
+        rows = torch.arange(len(word_lists), device=device)[:, None]
+        docs = module.document_vectors(docs, module.pool_tags(tokens, offsets, rows, len(word_lists)))
     return docs

@@ -7,7 +7,8 @@ per example (the document's tags, usually 1), ``S = 2 * window`` context-word
 slots, ``K = 1 + negative`` output words (the target first, then the negatives),
 ``D = vector_size``.
 
-The attention layer (``context="attention"``) follows Ling et al. (2015, "Not All
+Two families of context designs (see :mod:`attn_doc2vec.context`). The hand-written ones
+(``mean``, ``sum``, ``wordpos``) have explicit gradients here. ``wordpos`` follows Ling et al. (2015, "Not All
 Contexts Are Created Equal"): the context word ``w_j`` at relative position ``p_j``
 gets the score ``e_j = u[w_j, p_j] + b[p_j]`` and the weight ``p = softmax(e)`` over
 the valid words of the window. The document vector keeps the share it has in
@@ -19,6 +20,10 @@ The weights ``a = (1/n, m/n * p)`` of all slots sum to 1. ``u`` (one score per
 word and position) and ``b`` (one per position) start at zero, so an untrained
 layer is exactly gensim's mean PV-DM; training moves weight towards the context
 words that predict the target well.
+
+The autograd designs (``attention``, ``docquery``, ``docloss``) live in a
+:class:`~attn_doc2vec.context.ContextLayer` held as ``module.layer``; :meth:`Doc2VecModule.layer_loss`
+is their forward pass, differentiated by autograd.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from attn_doc2vec.context import ContextInputs, ContextLayer, ContextOutput
 
 MASKED = -1e30  # score of padding: exp() underflows to 0, and an all-padding row stays finite
 
@@ -49,6 +56,10 @@ class Batch:
         ``(B, K)`` int64 output-word rows: the target, then the negatives.
     output_mask : Tensor
         ``(B, K)`` bool, False for negatives that drew the target itself (gensim skips them).
+    pool_words : Tensor or None
+        ``(B, P)`` int64 rows of words sampled from each example's document (designs that pool them).
+    pool_mask : Tensor or None
+        ``(B, P)`` bool, True for real samples.
     """
 
     doc_slots: Tensor
@@ -57,6 +68,8 @@ class Batch:
     word_mask: Tensor
     outputs: Tensor
     output_mask: Tensor
+    pool_words: Tensor | None = None
+    pool_mask: Tensor | None = None
 
 
 @dataclass
@@ -80,14 +93,30 @@ class Doc2VecModule(nn.Module):
     window : int
         Maximum context distance; there are ``2 * window`` relative positions.
     context : str
-        ``"attention"``, ``"mean"`` or ``"sum"`` (ignored when ``dm == 0``).
+        A design name of :mod:`attn_doc2vec.context` (ignored when ``dm == 0``).
     dm : int
         1 for PV-DM, 0 for PV-DBOW.
+    doc_share : float or None
+        Hand-written designs: the document's fixed share (None: 1/n).
+    layer : ContextLayer or None
+        The autograd design's layer (required for those designs, None otherwise).
     """
 
     def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int,
-                 doc_share: float | None = None) -> None:
+                 doc_share: float | None = None, layer: ContextLayer | None = None) -> None:
         super().__init__()
+        if dm == 1 and context not in ("mean", "sum", "wordpos") and layer is None:
+            raise ValueError(f"context={context!r} needs its ContextLayer: build it with "
+                             "attn_doc2vec.context.build_layer(config, n_words).")
+        self.layer = layer if dm == 1 else None
+        if self.layer is not None:  # row-wise Adagrad accumulators (attn_doc2vec.optim), saved with the model
+            self.register_buffer("adagrad_docs", torch.zeros(n_docs))
+            self.register_buffer("adagrad_words", torch.zeros(n_words))
+            self.register_buffer("adagrad_outputs", torch.zeros(n_words))
+            for name, param in self.layer.named_parameters():
+                self.register_buffer("adagrad_layer_" + name.replace(".", "_"), torch.zeros_like(param))
+            if self.layer.pool_sample:  # each tag's documents, pooled over all their words (see pool_tags)
+                self.register_buffer("pooled_docs", torch.zeros(n_docs, vector_size))
         self.doc_share = doc_share
         self.context = context
         self.dm = dm
@@ -100,13 +129,70 @@ class Doc2VecModule(nn.Module):
             self.word_scores = nn.Parameter(torch.zeros(n_words, n_pos), requires_grad=False)  # u
             self.position_scores = nn.Parameter(torch.zeros(n_pos), requires_grad=False)  # b
 
+    @classmethod
+    def from_config(cls, config, n_words: int, n_docs: int) -> Doc2VecModule:
+        """The module a :class:`~attn_doc2vec.config.Doc2VecConfig` describes (tables zero until
+        :meth:`reset_parameters` or a checkpoint fills them)."""
+        from attn_doc2vec.context import build_layer
+
+        return cls(n_words, n_docs, config.vector_size, config.window, config.context, config.dm, config.doc_share,
+                   layer=build_layer(config, n_words))
+
+    @property
+    def pools_documents(self) -> bool:
+        """True when the design represents a document by pooling its own words too (``attention``)."""
+        return self.layer is not None and self.layer.pool_sample > 0
+
+    def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int) -> Tensor:
+        """Pooled words of every tag row: the mean over the tag's documents of their pooled words.
+
+        Parameters
+        ----------
+        tokens, offsets : Tensor
+            ``(N,)`` word rows and ``(n_docs + 1,)`` document starts.
+        tags : Tensor
+            ``(n_docs, T)`` tag rows of each document, ``-1`` padded.
+        n_rows : int
+            Rows of the result (documents' tag rows index it).
+
+        Returns
+        -------
+        Tensor
+            ``(n_rows, D)``; zero for rows no document uses.
+        """
+        from attn_doc2vec.context import pooled_documents
+
+        per_doc = pooled_documents(self.layer, self.word_vectors, tokens, offsets)  # (n_docs, D)
+        valid = tags >= 0
+        doc_of = torch.arange(tags.shape[0], device=tags.device)[:, None].expand_as(tags)[valid]
+        out = torch.zeros((n_rows, per_doc.shape[1]), dtype=per_doc.dtype, device=per_doc.device)
+        out.index_add_(0, tags[valid], per_doc[doc_of])
+        count = torch.zeros(n_rows, dtype=per_doc.dtype, device=per_doc.device)
+        count.index_add_(0, tags[valid], torch.ones_like(doc_of, dtype=per_doc.dtype))
+        return out / count.clamp(min=1)[:, None]
+
+    def document_vectors(self, docs: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:
+        """Each document's representation (``model.dv``): its free vector, mixed for ``attention`` with its
+        pooled words as in the hidden vector, ``(s_d d + s_p pool) / (s_d + s_p)``."""
+        docs = self.doc_vectors if docs is None else docs
+        if not self.pools_documents:
+            return docs
+        pooled = self.pooled_docs if pooled is None else pooled
+        s_d, s_p = self.layer.document_shares()
+        return (s_d * docs + s_p * pooled) / (s_d + s_p)
+
     @property
     def uses_attention(self) -> bool:
-        """True for attentive PV-DM."""
-        return self.dm == 1 and self.context == "attention"
+        """True for the hand-written word x position attention (``context="wordpos"``)."""
+        return self.dm == 1 and self.context == "wordpos"
+
+    @property
+    def uses_layer(self) -> bool:
+        """True for the autograd designs (a :class:`~attn_doc2vec.context.ContextLayer`)."""
+        return self.layer is not None
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """word2vec's initialization: inputs uniform in ``±0.5 / D``, outputs and scores zero."""
+        """word2vec's initialization: inputs uniform in ``±0.5 / D``, outputs and scores zero (uniform attention)."""
         dim = self.word_vectors.shape[1]
         for table in (self.word_vectors, self.doc_vectors):
             table.data.copy_((torch.rand(table.shape, generator=generator, device=table.device) - 0.5) / dim)
@@ -114,6 +200,12 @@ class Doc2VecModule(nn.Module):
         if self.uses_attention:
             self.word_scores.data.zero_()
             self.position_scores.data.zero_()
+        if self.layer is not None:
+            for param in self.layer.parameters():
+                param.data.zero_()
+            for name, buffer in self.named_buffers():
+                if name.startswith("adagrad_"):
+                    buffer.zero_()
 
     # ----------------------------------------------------------------------------------------
     # Forward pass, written with differentiable ops: the reference the explicit gradients are
@@ -144,6 +236,8 @@ class Doc2VecModule(nn.Module):
 
     def attention(self, batch: Batch, scores: Tensor | None = None) -> Tensor:
         """Attention ``p`` over the context words, ``(B, S)``: sums to 1 over the valid words, 0 on padding."""
+        if self.layer is not None:
+            return self.layer_forward(batch, self.gather(batch)).attention
         e = self.scores(batch) if scores is None else scores
         return torch.softmax(e, dim=1) * batch.word_mask
 
@@ -154,6 +248,11 @@ class Doc2VecModule(nn.Module):
         PV-DBOW: 1 on its single document slot.
         """
         valid = self.slot_mask(batch).to(self.word_vectors.dtype)
+        if self.layer is not None:
+            out = self.layer_forward(batch, self.gather(batch))
+            n_doc = batch.doc_slots.shape[1]
+            per_tag = out.doc_weight[:, None] / valid[:, :n_doc].sum(1, keepdim=True).clamp(min=1)
+            return torch.cat([valid[:, :n_doc] * per_tag, out.word_weights], dim=1)
         if self.dm == 0 or self.context == "sum":
             return valid
         n_doc = batch.doc_slots.shape[1]
@@ -223,3 +322,43 @@ class Doc2VecModule(nn.Module):
             # softmax backward, scaled by m/n: de_j = a_j (ga_j - sum_i p_i ga_i)
             grad_scores = a_words * (grad_a - (p * grad_a).sum(dim=1, keepdim=True))
         return Gradients(loss=loss, slots=grad_slots, outputs=grad_outputs, scores=grad_scores, weights=a)
+
+    # ----------------------------------------------------------------------------------------
+    # Autograd designs: the layer's forward pass and the loss, on gathered rows.
+
+    def gather(self, batch: Batch, doc_vectors: Tensor | None = None) -> dict[str, Tensor]:
+        """The rows a batch reads, as fresh leaf tensors (autograd then gives per-slot gradients).
+
+        Returns a dict with ``docs`` ``(B, T, D)``, ``words`` ``(B, S, D)``, ``pool`` ``(B, P, D)`` (when
+        the batch samples document words) and ``outputs`` ``(B, K, D)``.
+        """
+        docs = self.doc_vectors if doc_vectors is None else doc_vectors
+        rows = {"docs": docs[batch.doc_slots.clamp(min=0)], "words": self.word_vectors[batch.words],
+                "outputs": self.output_vectors[batch.outputs]}
+        if batch.pool_words is not None:
+            rows["pool"] = self.word_vectors[batch.pool_words]
+        return {k: v.detach() for k, v in rows.items()}
+
+    def layer_forward(self, batch: Batch, rows: dict[str, Tensor]) -> ContextOutput:
+        """The autograd design's combination of the gathered ``rows`` (see :meth:`gather`)."""
+        inputs = ContextInputs(doc_x=rows["docs"] * (batch.doc_slots >= 0)[..., None], doc_mask=batch.doc_slots >= 0,
+                               word_x=rows["words"], words=batch.words, positions=batch.positions,
+                               word_mask=batch.word_mask, pool_x=rows.get("pool"), pool_words=batch.pool_words,
+                               pool_mask=batch.pool_mask)
+        return self.layer(inputs)
+
+    def layer_loss(self, batch: Batch, rows: dict[str, Tensor]) -> tuple[Tensor, ContextOutput]:
+        """Summed negative-sampling loss of an autograd design (plus its document loss, if it has one)."""
+        out = self.layer_forward(batch, rows)
+        v = rows["outputs"]  # (B, K, D)
+        keep = batch.output_mask.to(v.dtype)
+        sign = torch.ones_like(keep)
+        sign[:, 1:] = -1.0
+        z = torch.einsum("bd,bkd->bk", out.h, v)  # (B, K)
+        loss = (nn.functional.softplus(-sign * z) * keep).sum()
+        if out.doc_query is not None:
+            # the document alone predicts the target, weighted by what the context failed to predict
+            miss = (1.0 - torch.sigmoid(z[:, 0])).detach()  # (B,)
+            zq = torch.einsum("bd,bkd->bk", out.doc_query, v)
+            loss = loss + (miss * (nn.functional.softplus(-sign * zq) * keep).sum(1)).sum()
+        return loss, out

@@ -27,6 +27,7 @@ from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import EncodedCorpus
 from attn_doc2vec.model import Batch, Doc2VecModule, Gradients
+from attn_doc2vec.optim import dense_adagrad, row_adagrad
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +84,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """Turn ``"auto"`` into ``"numba"`` on the CPU when Numba is installed, else ``"torch"``; check ``"numba"``."""
+def resolve_backend(name: str, device: torch.device, autograd: bool = False) -> str:
+    """Turn ``"auto"`` into ``"numba"`` on the CPU when Numba is installed, else ``"torch"``; check ``"numba"``.
+
+    ``autograd``: the design is an autograd :class:`~attn_doc2vec.context.ContextLayer` (its Numba step is
+    :class:`~attn_doc2vec.fused_layers.LayerFusedStep`).
+    """
     has_numba = importlib.util.find_spec("numba") is not None
     if name == "auto":
         return "numba" if device.type == "cpu" and has_numba else "torch"
+
     if name == "numba" and device.type != "cpu":
         raise ValueError(f"backend='numba' runs on the CPU only, but the device is {device}; use backend='torch' "
                          "or 'auto' (or device='cpu').")
@@ -136,8 +142,10 @@ class Trainer:
         self.module = module
         self.config = config
         self.device = module.word_vectors.device
-        self.backend = resolve_backend(config.backend, self.device)
-        if self.backend == "numba":
+        self.backend = resolve_backend(config.backend, self.device, module.uses_layer)
+        sampler.pool_sample = module.layer.pool_sample if module.uses_layer else 0
+        sampler.context_dropout = module.layer.context_dropout if module.uses_layer else 0.0
+        if self.backend == "numba" and not module.uses_layer:
             from attn_doc2vec.fused_batching import FusedSampler  # the same draws, batches cut by kernels
 
             sampler = FusedSampler.from_sampler(sampler)
@@ -194,6 +202,9 @@ class Trainer:
                 t0 = time.perf_counter()
                 loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, epoch, epochs,
                                                     start_alpha, end_alpha, bar, encoded.raw_words)
+                if doc_vectors is None and self.module.pools_documents:
+                    self.module.pooled_docs.copy_(self.module.pool_tags(corpus.tokens, corpus.offsets, corpus.tags,
+                                                                        docs.shape[0]))
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
                                    seconds=time.perf_counter() - t0, alpha=alpha)
                 untrained = (1 + self.config.negative) * math.log(2)  # loss per prediction of zero output vectors
@@ -248,10 +259,17 @@ class Trainer:
     def _step(self, docs: Tensor, update_shared: bool) -> Callable[[Batch, float], Tensor | float]:
         """The backend's SGD step, ``step(batch, alpha) -> loss``: fused Numba kernels or the PyTorch reference."""
         cfg = self.config
-        if self.backend == "numba":
+        if self.backend == "numba" and not self.module.uses_layer:
             from attn_doc2vec.fused import FusedStep  # imports Numba only when it is used
 
             return FusedStep(self.module, docs, update_shared, cfg.attention_alpha, cfg.row_update_cap, cfg.workers)
+
+        if self.module.uses_layer:
+            if self.backend == "numba":
+                from attn_doc2vec.fused_layers import LayerFusedStep  # imports Numba only when it is used
+
+                return LayerFusedStep(self.module, docs, update_shared, cfg.attention_alpha)
+            return AutogradStep(self.module, docs, update_shared, cfg.attention_alpha)
 
         def reference(batch: Batch, alpha: float) -> Tensor:
             grads = self.module.gradients(batch, docs)
@@ -259,6 +277,61 @@ class Trainer:
             return grads.loss
 
         return reference
+
+
+class AutogradStep:
+    """One step of an autograd design: its loss differentiated by PyTorch, then row-wise Adagrad.
+
+    Parameters
+    ----------
+    module : Doc2VecModule
+        A module with a :class:`~attn_doc2vec.context.ContextLayer`.
+    docs : Tensor
+        The document matrix being trained (the module's, or a fresh one for inference).
+    update_shared : bool
+        Also update words, outputs and the layer (False during inference).
+    attention_alpha : float
+        Learning-rate multiplier for the layer's parameters.
+    """
+
+    def __init__(self, module: Doc2VecModule, docs: Tensor, update_shared: bool, attention_alpha: float) -> None:
+        self.module, self.docs, self.update_shared = module, docs, update_shared
+        self.attention_alpha = attention_alpha
+        own = docs.data_ptr() == module.doc_vectors.data_ptr()
+        self.doc_state = module.adagrad_docs if own else torch.zeros(docs.shape[0], device=docs.device)
+        self.params = [(p, getattr(module, "adagrad_layer_" + n.replace(".", "_")))
+                       for n, p in module.layer.named_parameters() if p.requires_grad]
+
+    def __call__(self, batch: Batch, alpha: float) -> Tensor:
+        module = self.module
+        rows = module.gather(batch, self.docs)
+        names = ["docs", *(("words", "pool", "outputs") if self.update_shared else ())]
+        names = [n for n in names if n in rows]
+        leaves = [rows[n].requires_grad_() for n in names]
+        params = [p for p, _ in self.params] if self.update_shared else []
+        with torch.enable_grad():
+            loss, _ = module.layer_loss(batch, rows)
+            grads = torch.autograd.grad(loss, leaves + params, allow_unused=True)
+        grad = dict(zip(names, grads[:len(names)]))
+        dim = self.docs.shape[1]
+        doc_rows = torch.where(batch.doc_slots >= 0, batch.doc_slots, -1).reshape(-1)
+        row_adagrad(self.docs, self.doc_state, doc_rows, grad["docs"].reshape(-1, dim), alpha)
+        if not self.update_shared:
+            return loss.detach()
+        word_rows = [torch.where(batch.word_mask, batch.words, -1).reshape(-1)]
+        word_grads = [grad["words"].reshape(-1, dim)]
+        if "pool" in grad:
+            word_rows.append(torch.where(batch.pool_mask, batch.pool_words, -1).reshape(-1))
+            word_grads.append(grad["pool"].reshape(-1, dim))
+        row_adagrad(module.word_vectors.data, module.adagrad_words, torch.cat(word_rows), torch.cat(word_grads),
+                    alpha)
+        out_rows = torch.where(batch.output_mask, batch.outputs, -1).reshape(-1)
+        row_adagrad(module.output_vectors.data, module.adagrad_outputs, out_rows, grad["outputs"].reshape(-1, dim),
+                    alpha)
+        for (param, state), g in zip(self.params, grads[len(names):]):
+            if g is not None:
+                dense_adagrad(param.data, state, g, alpha * self.attention_alpha)
+        return loss.detach()
 
 
 def input_scale(module: Doc2VecModule, batch: Batch) -> Tensor:

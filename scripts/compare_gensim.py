@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="smoke run: 2,000 documents, 3 epochs, one seed (a few minutes on 2 cores)")
     parser.add_argument("--out", default=None, help="output prefix (default docs/results/<dataset>[-quick])")
     return parser
+
+
+def provenance(args: argparse.Namespace) -> dict:
+    """What produced a result file: command, commit, library versions, backend, device, seeds."""
+    import platform
+    import subprocess
+
+    import torch
+
+    from attn_doc2vec.checkpoint import library_versions
+    from attn_doc2vec.training import resolve_backend, resolve_device
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    device = resolve_device(args.device)
+    return {"command": " ".join(["python", "scripts/compare_gensim.py", *sys.argv[1:]]),
+            "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "versions": library_versions(), "python": platform.python_version(), "machine": platform.processor()
+            or platform.machine(), "cpus": os.cpu_count(), "device": str(device),
+            "backend": resolve_backend(parse_overrides(args.set).get("backend", "auto"), device),
+            "torch_threads": torch.get_num_threads(), "seeds": args.seeds}
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -83,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     out = Path(args.out or REPO / "docs" / "results" / (args.dataset + ("-quick" if args.quick else "")))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "runs": rows, "summary": summary}, indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "provenance": provenance(args),
+                                                    "runs": rows, "summary": summary}, indent=1))
     out.with_suffix(".md").write_text(table + "\n")
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return 0

@@ -1,0 +1,82 @@
+"""``attention``: attentive context plus an attention-pooled sample of the document's own words.
+
+The hidden vector that predicts a target mixes three parts with fixed shares::
+
+    h = s_d * d  +  s_c * sum_j p_j x_j  +  s_p * sum_i q_i x_i
+
+* ``d``: the free document vector (PV-DM's paragraph vector), share ``s_d``;
+* the context words ``x_j`` of the target's window, weighted by ``p = softmax(r[w_j] + b[pos_j])``;
+* ``x_i``: ``P`` words drawn at random from the same document (the target excluded), pooled by
+  ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
+  instead of the plain average: ``r`` is one salience score per word, learned from the loss.
+
+One score table ``r`` drives both attentions, so the same notion of "this word matters" explains
+the document's representation and each prediction. ``b`` adds a per-position bias for the context.
+A document's representation (``model.dv``) is ``(s_d d + s_p pool(doc)) / (s_d + s_p)`` where
+``pool(doc)`` pools *all* its words with ``softmax(r)``: a forward pass, no optimisation needed
+for the pooled part. Sampling a few words per target gives every word of a long document its
+share of training without a Python loop, and the random subset acts as Doc2VecC's corruption.
+
+With ``uniform_attention=True`` the scores stay at zero: the design's uniform twin (plain means).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, masked_softmax
+
+
+class PooledAttention(ContextLayer):
+    """Attentive context words plus attention-pooled document words (see the module docstring).
+
+    Parameters
+    ----------
+    n_words, vector_size, window : int
+        Vocabulary size, vector size and maximum context distance.
+    doc_share, pool_share : float
+        ``s_d`` and ``s_p``; the context words get ``1 - s_d - s_p``.
+    pool_sample : int
+        ``P``, words drawn from the document per target.
+    uniform : bool
+        Keep every score at zero (the uniform twin).
+    """
+
+    name = "attention"
+
+    def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
+                 pool_sample: int, uniform: bool = False) -> None:
+        super().__init__()
+        if doc_share + pool_share >= 1.0:
+            raise ValueError(f"doc_share + pool_share must be < 1 so that the context words keep a share. "
+                             f"Got {doc_share} + {pool_share}.")
+        self.shares = (doc_share, 1.0 - doc_share - pool_share, pool_share)
+        self.pool_sample = pool_sample
+        self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=not uniform)  # r
+        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=not uniform)  # b
+
+    def forward(self, inputs: ContextInputs) -> ContextOutput:
+        dtype = inputs.word_x.dtype
+        doc_valid = inputs.doc_mask.to(dtype)  # (B, T)
+        n_tags = doc_valid.sum(1)  # (B,)
+        d = (inputs.doc_x * doc_valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None]  # (B, D)
+        p = masked_softmax(self.row_salience[inputs.words] + self.position_bias[inputs.positions],
+                           inputs.word_mask)  # (B, S)
+        ctx = torch.einsum("bs,bsd->bd", p, inputs.word_x)  # (B, D)
+        if inputs.pool_x is None:  # weights only (attention extraction): the document's words count as present
+            pooled, has_pool = torch.zeros_like(ctx), torch.ones_like(n_tags, dtype=torch.bool)
+        else:
+            q = masked_softmax(self.row_salience[inputs.pool_words], inputs.pool_mask)  # (B, P)
+            pooled, has_pool = torch.einsum("bp,bpd->bd", q, inputs.pool_x), inputs.pool_mask.any(1)  # (B, D)
+        present = torch.stack([n_tags > 0, inputs.word_mask.any(1), has_pool], 1).to(dtype)
+        share = present * torch.tensor(self.shares, dtype=dtype, device=d.device)  # (B, 3)
+        share = share / share.sum(1, keepdim=True).clamp(min=1e-12)  # a missing part gives its share away
+        h = share[:, :1] * d + share[:, 1:2] * ctx + share[:, 2:] * pooled
+        return ContextOutput(h=h, doc_weight=share[:, 0], attention=p, word_weights=share[:, 1:2] * p)
+
+    def pool_weights(self, words: Tensor) -> Tensor:
+        return self.row_salience[words]
+
+    def document_shares(self) -> tuple[float, float]:
+        return self.shares[0], self.shares[2]

@@ -1,0 +1,394 @@
+"""The CPU backend of the autograd context designs: one Numba kernel, exact hand-written gradients.
+
+:class:`LayerFusedStep` runs the step of :class:`~attn_doc2vec.training.AutogradStep` (the design's
+forward pass, its gradient, row-wise Adagrad) example after example, in batch order: example
+``b + 1`` sees the updates of example ``b``, as in gensim's SGD. It equals the PyTorch reference
+run with one example per batch (``tests/test_fused_layers.py`` holds them equal); within an example,
+a row used several times (a word in the context and in the document sample, a repeated negative)
+gets its gradients summed before its Adagrad step, as the reference does.
+
+Designs (``DESIGNS``): ``attention`` (pooled document words), ``docquery``, ``docloss``; the
+gradients are written out in the comments of :func:`_example`. One thread: the kernel is serial,
+so a seed gives the same tables on any machine with the same float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit
+
+from attn_doc2vec.fused import _table
+from attn_doc2vec.model import Batch, Doc2VecModule
+
+POOLED, DOCQUERY, DOCLOSS = 0, 1, 2
+DESIGNS = {"attention": POOLED, "docquery": DOCQUERY, "docloss": DOCLOSS}
+EPS = np.float32(1e-10)
+FASTMATH = {"reassoc", "contract"}
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x)) if x > -30.0 else 0.0
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _softplus(x):
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _row_step(table, state, row, grad, lr, dim):
+    """Row-wise Adagrad of one row with its summed gradient (attn_doc2vec.optim.row_adagrad)."""
+    sq = np.float32(0.0)
+    for k in range(dim):
+        sq += grad[k] * grad[k]
+    state[row] += sq / dim
+    scale = lr / (math.sqrt(state[row]) + EPS)
+    for k in range(dim):
+        table[row, k] -= scale * grad[k]
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _scalar_step(param, state, i, g, lr):
+    """Elementwise Adagrad of one entry (attn_doc2vec.optim.dense_adagrad)."""
+    if g != 0.0:
+        state[i] += g * g
+        param[i] -= lr * g / (math.sqrt(state[i]) + EPS)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
+         docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, bias, bias_state,
+         query, query_state, scores, scores_state, lr, lr_layer, update_shared, learn_layer):
+    n_batch, n_tags = doc_slots.shape
+    n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
+    dim = docs.shape[1]
+    f32 = np.float32
+    d = np.empty(dim, f32)
+    ctx = np.empty(dim, f32)
+    pooled = np.empty(dim, f32)
+    h = np.empty(dim, f32)
+    gh = np.empty(dim, f32)  # dL/dh
+    gd = np.empty(dim, f32)  # dL/dd (the mean of the document slots)
+    qd = np.empty(dim, f32)  # Q d (docquery)
+    gqd = np.empty(dim, f32)  # dL/d(Qd)
+    p = np.empty(n_ctx, f32)
+    ga = np.empty(n_ctx, f32)
+    q = np.empty(n_pool, f32)
+    gp = np.empty(n_pool, f32)
+    z = np.empty(n_out, f32)
+    g = np.empty(n_out, f32)
+    gq = np.empty(n_out, f32)
+    # the word rows of one example (context, then pool) with their summed gradients
+    urows = np.empty(n_ctx + n_pool, np.int64)
+    ugrad = np.empty((n_ctx + n_pool, dim), f32)
+    uscore = np.empty(n_ctx + n_pool, f32)
+    orows = np.empty(n_out, np.int64)
+    ograd = np.empty((n_out, dim), f32)
+    gbias = np.zeros(bias.shape[0], f32)
+    gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
+    inv_sqrt = f32(1.0 / math.sqrt(dim))
+    total = 0.0
+    for b in range(n_batch):
+        # ---- forward -------------------------------------------------------------------------
+        n_doc = 0
+        for k in range(dim):
+            d[k] = 0.0
+        for t in range(n_tags):
+            r = doc_slots[b, t]
+            if r >= 0:
+                n_doc += 1
+                for k in range(dim):
+                    d[k] += docs[r, k]
+        if n_doc > 0:
+            for k in range(dim):
+                d[k] /= n_doc
+        if design == DOCQUERY:
+            for i in range(dim):
+                acc = f32(0.0)
+                for k in range(dim):
+                    acc += query[i, k] * d[k]
+                qd[i] = acc
+        # context attention p = softmax(e) over the valid words
+        m = 0
+        top = f32(-1e30)
+        for s in range(n_ctx):
+            if word_mask[b, s]:
+                m += 1
+                w = words[b, s]
+                e = bias[positions[b, s]]
+                if design == POOLED:
+                    e += salience[w]
+                elif design == DOCLOSS:
+                    e += scores[w, positions[b, s]]
+                else:
+                    acc = f32(0.0)
+                    for k in range(dim):
+                        acc += qd[k] * wv[w, k]
+                    e += acc * inv_sqrt
+                p[s] = e
+                top = max(top, e)
+        norm = f32(0.0)
+        for s in range(n_ctx):
+            if word_mask[b, s]:
+                p[s] = math.exp(p[s] - top)
+                norm += p[s]
+            else:
+                p[s] = 0.0
+        for k in range(dim):
+            ctx[k] = 0.0
+        for s in range(n_ctx):
+            if word_mask[b, s]:
+                p[s] /= norm
+                w = words[b, s]
+                for k in range(dim):
+                    ctx[k] += p[s] * wv[w, k]
+        n_p = 0
+        for k in range(dim):
+            pooled[k] = 0.0
+        if design == POOLED:
+            top = f32(-1e30)
+            for i in range(n_pool):
+                if pool_mask[b, i]:
+                    n_p += 1
+                    q[i] = salience[pool_words[b, i]]
+                    top = max(top, q[i])
+            norm = f32(0.0)
+            for i in range(n_pool):
+                if pool_mask[b, i]:
+                    q[i] = math.exp(q[i] - top)
+                    norm += q[i]
+                else:
+                    q[i] = 0.0
+            for i in range(n_pool):
+                if pool_mask[b, i]:
+                    q[i] /= norm
+                    w = pool_words[b, i]
+                    for k in range(dim):
+                        pooled[k] += q[i] * wv[w, k]
+        # shares of (document, context, pool); a missing part gives its share away
+        s_d = shares[0] if n_doc > 0 else f32(0.0)
+        s_c = shares[1] if m > 0 else f32(0.0)
+        s_p = shares[2] if n_p > 0 else f32(0.0)
+        if design != POOLED and m == 0:
+            s_d = f32(1.0) if n_doc > 0 else f32(0.0)
+        s_sum = s_d + s_c + s_p
+        if s_sum > 0:
+            s_d, s_c, s_p = s_d / s_sum, s_c / s_sum, s_p / s_sum
+        for k in range(dim):
+            h[k] = s_d * d[k] + s_c * ctx[k] + s_p * pooled[k]
+        # ---- loss and dL/dh: negative sampling (target first) ---------------------------------
+        for k in range(dim):
+            gh[k] = 0.0
+            gd[k] = 0.0
+        n_o = 0
+        for j in range(n_out):
+            if not output_mask[b, j]:
+                continue
+            o = outputs[b, j]
+            acc = f32(0.0)
+            for k in range(dim):
+                acc += h[k] * ov[o, k]
+            z[j] = acc
+            label = 1.0 if j == 0 else 0.0
+            total += _softplus(-acc) if j == 0 else _softplus(acc)
+            g[j] = _sigmoid(acc) - label
+            for k in range(dim):
+                gh[k] += g[j] * ov[o, k]
+        if design == DOCLOSS:
+            # the document alone predicts the target, weighted by what the context missed (no gradient)
+            miss = 1.0 - _sigmoid(z[0])
+            for j in range(n_out):
+                if not output_mask[b, j]:
+                    continue
+                o = outputs[b, j]
+                acc = f32(0.0)
+                for k in range(dim):
+                    acc += d[k] * ov[o, k]
+                total += miss * (_softplus(-acc) if j == 0 else _softplus(acc))
+                gq[j] = miss * (_sigmoid(acc) - (1.0 if j == 0 else 0.0))
+                for k in range(dim):
+                    gd[k] += gq[j] * ov[o, k]
+        # output rows: dL/dv_j = g_j h (+ gq_j d), summed over repeats of a row
+        n_o = 0
+        for j in range(n_out):
+            if not output_mask[b, j]:
+                continue
+            o = outputs[b, j]
+            slot = -1
+            for u in range(n_o):
+                if orows[u] == o:
+                    slot = u
+            if slot < 0:
+                slot = n_o
+                n_o += 1
+                orows[slot] = o
+                for k in range(dim):
+                    ograd[slot, k] = 0.0
+            for k in range(dim):
+                ograd[slot, k] += g[j] * h[k]
+                if design == DOCLOSS:
+                    ograd[slot, k] += gq[j] * d[k]
+        # ---- backward into the inputs -------------------------------------------------------
+        # h = s_d d + s_c sum_j p_j x_j + s_p sum_i q_i x_i
+        # dL/dd += s_d gh;  dL/dx_j = s_c p_j gh;  de_j = s_c p_j (gh.x_j - sum_i p_i gh.x_i)
+        for k in range(dim):
+            gd[k] += s_d * gh[k]
+        mean_ga = f32(0.0)
+        for s in range(n_ctx):
+            if word_mask[b, s]:
+                w = words[b, s]
+                acc = f32(0.0)
+                for k in range(dim):
+                    acc += gh[k] * wv[w, k]
+                ga[s] = acc
+                mean_ga += p[s] * acc
+        mean_gp = f32(0.0)
+        if design == POOLED:
+            for i in range(n_pool):
+                if pool_mask[b, i]:
+                    w = pool_words[b, i]
+                    acc = f32(0.0)
+                    for k in range(dim):
+                        acc += gh[k] * wv[w, k]
+                    gp[i] = acc
+                    mean_gp += q[i] * acc
+        for k in range(dim):
+            gqd[k] = 0.0
+        n_u = 0
+        for s in range(n_ctx + n_pool):
+            in_ctx = s < n_ctx
+            if in_ctx:
+                if not word_mask[b, s]:
+                    continue
+                w = words[b, s]
+                coef = s_c * p[s]
+                de = s_c * p[s] * (ga[s] - mean_ga)
+            else:
+                i = s - n_ctx
+                if design != POOLED or not pool_mask[b, i]:
+                    continue
+                w = pool_words[b, i]
+                coef = s_p * q[i]
+                de = s_p * q[i] * (gp[i] - mean_gp)
+            slot = -1
+            for u in range(n_u):
+                if urows[u] == w:
+                    slot = u
+            if slot < 0:
+                slot = n_u
+                n_u += 1
+                urows[slot] = w
+                uscore[slot] = 0.0
+                for k in range(dim):
+                    ugrad[slot, k] = 0.0
+            for k in range(dim):
+                ugrad[slot, k] += coef * gh[k]
+            if in_ctx:
+                gbias[positions[b, s]] += de
+                if design == DOCQUERY:
+                    # e_j = (Q d).x_j / sqrt(D): dx_j += de Qd / sqrt(D), d(Qd) += de x_j / sqrt(D)
+                    for k in range(dim):
+                        ugrad[slot, k] += de * qd[k] * inv_sqrt
+                        gqd[k] += de * wv[w, k] * inv_sqrt
+                elif design == DOCLOSS:
+                    if learn_layer and update_shared:
+                        _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
+                                     w * scores.shape[1] + positions[b, s], de, lr_layer)
+                else:
+                    uscore[slot] += de
+            else:
+                uscore[slot] += de
+        if design == DOCQUERY:
+            # d(Qd)/dQ = outer(., d); d(Qd)/dd = Q^T .
+            for i in range(dim):
+                for k in range(dim):
+                    gquery[i, k] = gqd[i] * d[k]
+                    gd[k] += query[i, k] * gqd[i]
+        # ---- updates: row-wise Adagrad, each row once per example ------------------------------
+        for t in range(n_tags):
+            r = doc_slots[b, t]
+            if r >= 0:
+                for k in range(dim):
+                    gh[k] = gd[k] / n_doc  # reuse gh as the slot gradient
+                _row_step(docs, doc_state, r, gh, lr, dim)
+        if not update_shared:
+            continue
+        for u in range(n_u):
+            _row_step(wv, word_state, urows[u], ugrad[u], lr, dim)
+        for u in range(n_o):
+            _row_step(ov, out_state, orows[u], ograd[u], lr, dim)
+        if learn_layer:
+            if design == POOLED:
+                for u in range(n_u):
+                    _scalar_step(salience, salience_state, urows[u], uscore[u], lr_layer)
+            for i in range(bias.shape[0]):
+                _scalar_step(bias, bias_state, i, gbias[i], lr_layer)
+                gbias[i] = 0.0
+            if design == DOCQUERY:
+                flat, flat_state = query.reshape(-1), query_state.reshape(-1)
+                gflat = gquery.reshape(-1)
+                for i in range(flat.shape[0]):
+                    _scalar_step(flat, flat_state, i, gflat[i], lr_layer)
+        else:
+            for i in range(bias.shape[0]):
+                gbias[i] = 0.0
+    return total
+
+
+class LayerFusedStep:
+    """The Numba step of an autograd design, ``step(batch, alpha) -> loss`` (see the module docstring).
+
+    Parameters
+    ----------
+    module : Doc2VecModule
+        A module with a :class:`~attn_doc2vec.context.ContextLayer` on the CPU, float32.
+    docs : torch.Tensor
+        The document matrix being trained (the module's, or a fresh one for inference).
+    update_shared : bool
+        Also update words, outputs and the layer (False during inference).
+    attention_alpha : float
+        Learning-rate multiplier for the layer's parameters.
+    """
+
+    def __init__(self, module: Doc2VecModule, docs: torch.Tensor, update_shared: bool,
+                 attention_alpha: float = 1.0) -> None:
+        layer = module.layer
+        self.design = DESIGNS[layer.name]
+        self.update_shared = update_shared
+        self.attention_alpha = attention_alpha
+        self.learn = any(p.requires_grad for p in layer.parameters())
+        self.docs = _table(docs, "docs")
+        own = docs.data_ptr() == module.doc_vectors.data_ptr()
+        self.doc_state = module.adagrad_docs.numpy() if own else np.zeros(docs.shape[0], np.float32)
+        self.tables = (_table(module.word_vectors.data, "word_vectors"), module.adagrad_words.numpy(),
+                       _table(module.output_vectors.data, "output_vectors"), module.adagrad_outputs.numpy())
+        empty1, empty2 = np.zeros(1, np.float32), np.zeros((1, 1), np.float32)
+
+        def param(name, placeholder):
+            if not hasattr(layer, name):
+                return placeholder, placeholder.copy()
+            return layer.get_parameter(name).data.numpy(), getattr(module, "adagrad_layer_" + name).numpy()
+
+        self.params = (*param("row_salience", empty1), *param("position_bias", empty1),
+                       *param("query", empty2), *param("row_scores", empty2))
+        if layer.name == "attention":
+            shares = layer.shares
+        else:
+            shares = (layer.doc_share, 1.0 - layer.doc_share, 0.0)
+        self.shares = np.asarray(shares, np.float32)
+
+    def __call__(self, batch: Batch, alpha: float) -> float:
+        """Apply the batch's examples in order with learning rate ``alpha``; return their summed loss."""
+        arrays = [np.ascontiguousarray(x.numpy()) for x in (batch.doc_slots, batch.words, batch.positions,
+                                                              batch.word_mask, batch.outputs, batch.output_mask)]
+        if batch.pool_words is None:
+            pool = (np.zeros((arrays[0].shape[0], 0), np.int64), np.zeros((arrays[0].shape[0], 0), np.bool_))
+        else:
+            pool = (np.ascontiguousarray(batch.pool_words.numpy()), np.ascontiguousarray(batch.pool_mask.numpy()))
+        return _run(self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
+                    *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha), self.update_shared,
+                    self.learn)
