@@ -360,7 +360,7 @@ class LayerFusedStep:
         self.design = DESIGNS[layer.name]
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha
-        self.learn = any(p.requires_grad for p in layer.parameters())
+        self.learn = layer.learned
         self.docs = _table(docs, "docs")
         own = docs.data_ptr() == module.doc_vectors.data_ptr()
         self.doc_state = module.adagrad_docs.numpy() if own else np.zeros(docs.shape[0], np.float32)

@@ -300,7 +300,7 @@ class AutogradStep:
         own = docs.data_ptr() == module.doc_vectors.data_ptr()
         self.doc_state = module.adagrad_docs if own else torch.zeros(docs.shape[0], device=docs.device)
         self.params = [(p, getattr(module, "adagrad_layer_" + n.replace(".", "_")))
-                       for n, p in module.layer.named_parameters() if p.requires_grad]
+                       for n, p in module.layer.named_parameters()] if module.layer.learned else []
 
     def __call__(self, batch: Batch, alpha: float) -> Tensor:
         module = self.module
@@ -309,9 +309,15 @@ class AutogradStep:
         names = [n for n in names if n in rows]
         leaves = [rows[n].requires_grad_() for n in names]
         params = [p for p, _ in self.params] if self.update_shared else []
-        with torch.enable_grad():
-            loss, _ = module.layer_loss(batch, rows)
-            grads = torch.autograd.grad(loss, leaves + params, allow_unused=True)
+        try:
+            for param in params:
+                param.requires_grad_(True)
+            with torch.enable_grad():
+                loss, _ = module.layer_loss(batch, rows)
+                grads = torch.autograd.grad(loss, leaves + params, allow_unused=True)
+        finally:
+            for param in params:
+                param.requires_grad_(False)
         grad = dict(zip(names, grads[:len(names)]))
         dim = self.docs.shape[1]
         doc_rows = torch.where(batch.doc_slots >= 0, batch.doc_slots, -1).reshape(-1)

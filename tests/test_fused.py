@@ -14,7 +14,7 @@ from attn_doc2vec.fused import FusedStep  # noqa: E402
 from attn_doc2vec.model import Batch, Doc2VecModule  # noqa: E402
 from attn_doc2vec.training import apply_update  # noqa: E402
 
-MODES = [(1, "attention"), (1, "mean"), (1, "sum"), (0, "mean")]  # (dm, context); dm=0 is PV-DBOW
+MODES = [(1, "wordpos"), (1, "mean"), (1, "sum"), (0, "mean")]  # (dm, context); dm=0 is PV-DBOW
 TABLES = ["doc_vectors", "word_vectors", "output_vectors", "word_scores", "position_scores"]
 
 
@@ -68,7 +68,7 @@ def assert_tables_close(a: Doc2VecModule, b: Doc2VecModule, atol: float = 2e-5) 
 @pytest.mark.parametrize("dm,context,doc_share", [(*mode, None) for mode in MODES] + [
     pytest.param(1, context, 0.3, marks=pytest.mark.skipif(
         "doc_share" not in inspect.signature(Doc2VecModule).parameters, reason="no doc_share"))
-    for context in ("attention", "mean")])
+    for context in ("wordpos", "mean")])
 def test_step_equals_reference(dm: int, context: str, doc_share: float | None) -> None:
     ref = random_module(dm, context, doc_share=doc_share)
     fused = copy.deepcopy(ref)
@@ -98,7 +98,7 @@ def test_inference_step_updates_only_the_given_documents(dm: int, context: str) 
 
 
 @pytest.mark.parametrize("cap", [8, 100_000])
-@pytest.mark.parametrize("dm,context", [(1, "attention"), (0, "mean")])
+@pytest.mark.parametrize("dm,context", [(1, "wordpos"), (0, "mean")])
 def test_one_row_repeated_across_the_batch(dm: int, context: str, cap: int) -> None:
     """Hundreds of copies of one word and one document: capped (or, with a huge cap, summed) as the reference."""
     ref = random_module(dm, context)
@@ -119,7 +119,7 @@ def test_thread_count_does_not_change_the_result() -> None:
 
     modules = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
-        module = random_module(1, "attention", n_words=50, n_docs=20)
+        module = random_module(1, "wordpos", n_words=50, n_docs=20)
         step = FusedStep(module, module.doc_vectors.data, True, cap=8, threads=threads)
         for seed in range(3):
             step(random_batch(module, 200, seed=seed), 0.05)

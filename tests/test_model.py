@@ -8,7 +8,7 @@ from torch.func import functional_call
 
 from attn_doc2vec.model import Batch, Doc2VecModule
 
-MODES = [(1, "attention"), (1, "mean"), (1, "sum"), (0, "attention")]  # dm=0 ignores context: PV-DBOW
+MODES = [(1, "wordpos"), (1, "mean"), (1, "sum"), (0, "wordpos")]  # dm=0 ignores context: PV-DBOW
 N_WORDS, N_DOCS, DIM, WINDOW = 9, 5, 6, 2
 
 
@@ -76,7 +76,7 @@ def explicit_tables(module: Doc2VecModule, batch: Batch) -> tuple[torch.Tensor, 
 
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_attention_sums_to_one_over_the_valid_words(scale: float) -> None:
-    module = make_module(1, "attention")
+    module = make_module(1, "wordpos")
     module.word_scores.data *= scale  # huge scores must not overflow the softmax
     batch = make_batch(1)
     p = module.attention(batch)
@@ -87,7 +87,7 @@ def test_attention_sums_to_one_over_the_valid_words(scale: float) -> None:
     assert torch.isfinite(p).all()
 
 
-@pytest.mark.parametrize("dm, context", [(1, "attention"), (1, "mean")])
+@pytest.mark.parametrize("dm, context", [(1, "wordpos"), (1, "mean")])
 def test_combination_weights_sum_to_one(dm: int, context: str) -> None:
     module = make_module(dm, context)
     batch = make_batch(dm)
@@ -101,14 +101,14 @@ def test_combination_weights_sum_to_one(dm: int, context: str) -> None:
 
 
 def test_sum_and_dbow_weights_are_one_per_valid_slot() -> None:
-    for dm, context in [(1, "sum"), (0, "attention")]:
+    for dm, context in [(1, "sum"), (0, "wordpos")]:
         module = make_module(dm, context)
         batch = make_batch(dm)
         assert torch.equal(module.weights(batch), module.slot_mask(batch).to(torch.float64))
 
 
 def test_untrained_attention_is_gensims_mean() -> None:
-    attention, mean = make_module(1, "attention"), make_module(1, "mean")
+    attention, mean = make_module(1, "wordpos"), make_module(1, "mean")
     attention.word_scores.data.zero_()
     attention.position_scores.data.zero_()
     batch = make_batch(1)
@@ -117,7 +117,7 @@ def test_untrained_attention_is_gensims_mean() -> None:
 
 
 def test_a_higher_score_moves_weight_to_that_word() -> None:
-    module = make_module(1, "attention")
+    module = make_module(1, "wordpos")
     batch = make_batch(1)
     before = module.attention(batch)
     module.word_scores.data[batch.words[1, 0], 0] += 3.0  # example 1 has all its words
@@ -132,7 +132,7 @@ def test_a_higher_score_moves_weight_to_that_word() -> None:
 
 
 def test_masked_negatives_and_padding_do_not_change_the_loss() -> None:
-    module = make_module(1, "attention")
+    module = make_module(1, "wordpos")
     batch = make_batch(1)
     loss = module(batch)[0]
     changed = make_batch(1)
@@ -148,22 +148,22 @@ def test_masked_negatives_and_padding_do_not_change_the_loss() -> None:
 
 
 def test_reset_parameters_is_word2vecs_initialization() -> None:
-    module = Doc2VecModule(50, 20, 8, 3, "attention", 1)
+    module = Doc2VecModule(50, 20, 8, 3, "wordpos", 1)
     module.reset_parameters(torch.Generator().manual_seed(5))
     for table in (module.word_vectors, module.doc_vectors):
         assert table.abs().max() <= 0.5 / 8
         assert table.std() > 0.01
     assert torch.all(module.output_vectors == 0)
     assert torch.all(module.word_scores == 0) and torch.all(module.position_scores == 0)
-    again = Doc2VecModule(50, 20, 8, 3, "attention", 1)
+    again = Doc2VecModule(50, 20, 8, 3, "wordpos", 1)
     again.reset_parameters(torch.Generator().manual_seed(5))
     assert torch.equal(again.word_vectors, module.word_vectors)
     assert torch.equal(again.doc_vectors, module.doc_vectors)
 
 
 def test_score_tables_exist_only_for_attentive_pvdm() -> None:
-    assert Doc2VecModule(4, 2, 3, 2, "attention", 1).uses_attention
-    for dm, context in [(1, "mean"), (1, "sum"), (0, "attention")]:
+    assert Doc2VecModule(4, 2, 3, 2, "wordpos", 1).uses_attention
+    for dm, context in [(1, "mean"), (1, "sum"), (0, "wordpos")]:
         module = Doc2VecModule(4, 2, 3, 2, context, dm)
         assert not module.uses_attention
         assert "word_scores" not in dict(module.named_parameters())
@@ -221,7 +221,7 @@ def test_forward_passes_gradcheck(dm: int, context: str) -> None:
 
 def test_explicit_score_gradients_match_finite_differences() -> None:
     """The attention layer's explicit gradient, checked directly against central differences."""
-    module = make_module(1, "attention")
+    module = make_module(1, "wordpos")
     batch = make_batch(1)
     _, explicit = explicit_tables(module, batch)
     eps = 1e-6
@@ -241,7 +241,7 @@ def test_explicit_score_gradients_match_finite_differences() -> None:
 
 
 def test_gradients_are_zero_on_padding() -> None:
-    module = make_module(1, "attention")
+    module = make_module(1, "wordpos")
     batch = make_batch(1)
     g = module.gradients(batch)
     valid = module.slot_mask(batch)
@@ -251,7 +251,7 @@ def test_gradients_are_zero_on_padding() -> None:
     assert torch.isfinite(g.slots).all() and torch.isfinite(g.scores).all()
 
 
-@pytest.mark.parametrize("context", ["attention", "mean"])
+@pytest.mark.parametrize("context", ["wordpos", "mean"])
 def test_doc_share_fixes_the_document_weight_and_keeps_gradients_exact(context: str) -> None:
     module = make_module(1, context)
     module.doc_share = 0.3

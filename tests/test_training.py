@@ -164,7 +164,7 @@ def test_same_seed_gives_identical_tables(topic_docs, backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dm, context", [(1, "attention"), (1, "mean"), (0, "attention")])
+@pytest.mark.parametrize("dm, context", [(1, "wordpos"), (1, "mean"), (0, "wordpos")])
 def test_inference_trains_only_the_given_document_matrix(topic_docs, dm: int, context: str, backend: str) -> None:
     trainer, encoded = make_trainer(topic_docs, dm=dm, context=context, backend=backend)
     trainer.run(encoded, 1, 0.025, 0.0001, progress=False)
@@ -210,7 +210,7 @@ def gensim_error(module: Doc2VecModule, inputs: list[torch.Tensor], mean: bool, 
     return neu1e, out_steps
 
 
-@pytest.mark.parametrize("dm, context", [(1, "mean"), (1, "sum"), (1, "attention"), (0, "mean")])
+@pytest.mark.parametrize("dm, context", [(1, "mean"), (1, "sum"), (1, "wordpos"), (0, "mean")])
 def test_update_is_gensims(dm: int, context: str) -> None:
     module, batch = one_example(dm, context)
     before = tables(module)
@@ -232,13 +232,13 @@ def test_update_is_gensims(dm: int, context: str) -> None:
 
 
 def test_input_scale_turns_exact_gradients_into_gensims_rule() -> None:
-    for dm, context, expected in [(1, "mean", 3.0), (1, "attention", 3.0), (1, "sum", 1 / 3), (0, "mean", 1.0)]:
+    for dm, context, expected in [(1, "mean", 3.0), (1, "wordpos", 3.0), (1, "sum", 1 / 3), (0, "mean", 1.0)]:
         module, batch = one_example(dm, context)
         assert input_scale(module, batch).item() == pytest.approx(expected)
 
 
 def test_attention_scores_move_only_where_words_were_seen() -> None:
-    module, batch = one_example(1, "attention")
+    module, batch = one_example(1, "wordpos")
     module.word_scores.data[2, 0] = 1.0  # non-uniform, so the scores get a gradient
     grads = module.gradients(batch)
     before = tables(module)
@@ -248,7 +248,7 @@ def test_attention_scores_move_only_where_words_were_seen() -> None:
     torch.testing.assert_close(delta[[2, 3], [0, 1]], -1.0 * grads.scores[0, :2])
     torch.testing.assert_close(module.position_scores.data - before["position_scores"],
                                torch.cat([-1.0 * grads.scores[0, :2], torch.zeros(2, dtype=torch.float64)]))
-    frozen, batch = one_example(1, "attention")
+    frozen, batch = one_example(1, "wordpos")
     frozen.word_scores.data[2, 0] = 1.0
     scores = frozen.word_scores.data.clone()
     apply_update(frozen, batch, frozen.gradients(batch), 0.5, frozen.doc_vectors.data, True, attention_alpha=0.0)
@@ -256,7 +256,7 @@ def test_attention_scores_move_only_where_words_were_seen() -> None:
 
 
 def test_untrained_attention_updates_like_mean() -> None:
-    attention, batch = one_example(1, "attention")
+    attention, batch = one_example(1, "wordpos")
     mean, _ = one_example(1, "mean")
     for module in (attention, mean):
         apply_update(module, batch, module.gradients(batch), 0.1, module.doc_vectors.data, update_shared=True)

@@ -96,10 +96,13 @@ class ContextLayer(nn.Module):
     Subclasses set :attr:`name`, create their parameters in ``__init__(n_words, vector_size,
     window, config)`` (starting from uniform weights: an untrained layer is mean PV-DM with the
     design's shares) and implement :meth:`forward`. Parameters whose name starts with ``row_``
-    are per-word tables, ``(n_words, ...)``, updated sparsely; the rest are small dense tensors.
+    are per-word tables, ``(n_words, ...)``; the rest are small dense tensors. Parameters are created with
+``requires_grad=False`` (training enables autograd for one step at a time), so inference and plots
+never build graphs.
     """
 
     name: str = ""
+    learned: bool = True  # False: the scores stay at zero (``uniform_attention``, the uniform twin)
     pool_sample: int = 0  # words sampled from the example's document per target (0: none)
     context_dropout: float = 0.0  # training-time probability of hiding each context word
 

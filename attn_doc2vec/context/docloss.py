@@ -23,9 +23,10 @@ class DocLossAttention(ContextLayer):
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, uniform: bool = False) -> None:
         super().__init__()
+        self.learned = not uniform
         self.doc_share = doc_share
-        self.row_scores = nn.Parameter(torch.zeros(n_words, 2 * window), requires_grad=not uniform)  # u
-        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=not uniform)  # b
+        self.row_scores = nn.Parameter(torch.zeros(n_words, 2 * window), requires_grad=False)  # u
+        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=False)  # b
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
         dtype = inputs.word_x.dtype

@@ -29,10 +29,11 @@ class DocQueryAttention(ContextLayer):
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, context_dropout: float,
                  uniform: bool = False) -> None:
         super().__init__()
+        self.learned = not uniform
         self.doc_share = doc_share
         self.context_dropout = context_dropout
-        self.query = nn.Parameter(torch.zeros(vector_size, vector_size), requires_grad=not uniform)  # Q
-        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=not uniform)  # b
+        self.query = nn.Parameter(torch.zeros(vector_size, vector_size), requires_grad=False)  # Q
+        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=False)  # b
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
         dtype = inputs.word_x.dtype

@@ -48,13 +48,14 @@ class PooledAttention(ContextLayer):
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
                  pool_sample: int, uniform: bool = False) -> None:
         super().__init__()
+        self.learned = not uniform
         if doc_share + pool_share >= 1.0:
             raise ValueError(f"doc_share + pool_share must be < 1 so that the context words keep a share. "
                              f"Got {doc_share} + {pool_share}.")
         self.shares = (doc_share, 1.0 - doc_share - pool_share, pool_share)
         self.pool_sample = pool_sample
-        self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=not uniform)  # r
-        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=not uniform)  # b
+        self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # r
+        self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=False)  # b
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
         dtype = inputs.word_x.dtype

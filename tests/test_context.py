@@ -1,0 +1,167 @@
+"""The context designs of attn_doc2vec.context: interface, uniform start, gradients, fast path, pooling."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from attn_doc2vec import Doc2Vec, Doc2VecConfig
+from attn_doc2vec.batching import DeviceCorpus, Sampler
+from attn_doc2vec.context import LAYERS, build_layer, masked_softmax, pooled_documents
+from attn_doc2vec.corpus import encode
+from attn_doc2vec.fused_layers import LayerFusedStep
+from attn_doc2vec.model import Batch
+from attn_doc2vec.training import AutogradStep
+
+DESIGNS = sorted(LAYERS)
+SMALL = dict(vector_size=8, window=2, min_count=1, epochs=3, seed=3, device="cpu")
+
+
+def trained(topic_docs, context: str, **extra) -> Doc2Vec:
+    model = Doc2Vec(context=context, **(SMALL | dict(backend="torch") | extra))
+    model.build_vocab(topic_docs[:12])
+    model.train(topic_docs[:12], epochs=3, progress=False)
+    return model
+
+
+def batch_of(model: Doc2Vec, docs, n: int = 24, seed: int = 0) -> Batch:
+    corpus = DeviceCorpus.from_encoded(encode(docs, model.vocab), torch.device("cpu"))
+    sampler = Sampler.from_vocab(model.vocab, model.config, torch.Generator().manual_seed(seed))
+    sampler.pool_sample = model.module.layer.pool_sample
+    return sampler.pvdm_batch(corpus, torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed))[:n])
+
+
+def example(batch: Batch, i: int) -> Batch:
+    return Batch(**{k: None if v is None else v[i:i + 1] for k, v in batch.__dict__.items()})
+
+
+@pytest.mark.parametrize("context", DESIGNS)
+def test_fused_kernel_equals_the_autograd_reference(topic_docs, context):
+    """The hand-written Numba gradients and Adagrad steps equal autograd's, example by example."""
+    model = trained(topic_docs, context)
+    batch = batch_of(model, topic_docs[:12])
+    ref, fast = copy.deepcopy(model.module), copy.deepcopy(model.module)
+    step = AutogradStep(ref, ref.doc_vectors.data, True, attention_alpha=2.0)
+    loss_ref = sum(float(step(example(batch, i), 0.05)) for i in range(batch.outputs.shape[0]))
+    loss_fast = LayerFusedStep(fast, fast.doc_vectors.data, True, attention_alpha=2.0)(batch, 0.05)
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-5)
+    moved = 0.0
+    for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+        moved += float((a - model.module.state_dict()[name]).abs().sum())
+    assert moved > 0  # the step did something
+
+
+@pytest.mark.parametrize("context", DESIGNS)
+def test_fused_inference_step_updates_only_the_documents(topic_docs, context):
+    model = trained(topic_docs, context)
+    batch = batch_of(model, topic_docs[:12])
+    before = copy.deepcopy(model.module.state_dict())
+    docs = model.module.doc_vectors.data.clone()
+    LayerFusedStep(model.module, docs, update_shared=False)(batch, 0.05)
+    for name, value in model.module.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0, msg=name)
+    assert not torch.equal(docs, model.module.doc_vectors.data)
+
+
+@pytest.mark.parametrize("context", DESIGNS)
+def test_untrained_layer_gives_uniform_attention(topic_docs, context):
+    model = Doc2Vec(context=context, **SMALL)
+    model.build_vocab(topic_docs[:12])
+    batch = batch_of(model, topic_docs[:12])
+    p = model.module.attention(batch)
+    valid = batch.word_mask.float()
+    torch.testing.assert_close(p, valid / valid.sum(1, keepdim=True).clamp(min=1))
+
+
+@pytest.mark.parametrize("context", DESIGNS)
+def test_learned_attention_moves_and_uniform_twin_stays(topic_docs, context):
+    learned = trained(topic_docs, context)
+    twin = trained(topic_docs, context, uniform_attention=True)
+    assert learned.module.layer.learned and not twin.module.layer.learned
+    assert all(float(p.abs().max()) > 1e-3 for p in learned.module.layer.parameters())
+    assert all(float(p.abs().max()) == 0.0 for p in twin.module.layer.parameters())
+    batch = batch_of(learned, topic_docs[:12])
+    p = learned.module.attention(batch)
+    valid = batch.word_mask.float()
+    assert not torch.allclose(p, valid / valid.sum(1, keepdim=True).clamp(min=1), atol=1e-3)
+
+
+def test_weights_sum_to_one_and_document_share(topic_docs):
+    """attention: the document, context and pooled words share h as configured."""
+    model = trained(topic_docs, "attention", doc_share=0.2, pool_share=0.3)
+    batch = batch_of(model, topic_docs[:12])
+    a = model.module.weights(batch)
+    full = batch.word_mask.any(1)
+    torch.testing.assert_close(a[full, 0], torch.full((int(full.sum()),), 0.2))
+    torch.testing.assert_close(a[full, 1:].sum(1), torch.full((int(full.sum()),), 0.5))
+
+
+def test_pooled_documents_equals_a_per_document_softmax():
+    torch.manual_seed(0)
+    layer = build_layer(Doc2VecConfig(vector_size=4, window=2).validate(), n_words=30)
+    layer.row_salience.data.normal_()
+    words = torch.randn(30, 4)
+    lengths = [5, 1, 0, 12, 3]
+    tokens = torch.randint(0, 30, (sum(lengths),))
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]))
+    got = pooled_documents(layer, words, tokens, offsets, chunk_tokens=6)  # several chunks
+    for i, n in enumerate(lengths):
+        rows = tokens[offsets[i]:offsets[i] + n]
+        want = (torch.softmax(layer.row_salience.data[rows], 0)[:, None] * words[rows]).sum(0) if n else torch.zeros(4)
+        torch.testing.assert_close(got[i], want)
+
+
+def test_masked_softmax_handles_empty_rows():
+    p = masked_softmax(torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]), torch.tensor([[True, False, True],
+                                                                                      [False, False, False]]))
+    torch.testing.assert_close(p[0], torch.softmax(torch.tensor([1.0, 3.0]), 0)[[0, 0, 1]] * torch.tensor([1, 0, 1.]))
+    assert torch.equal(p[1], torch.zeros(3))
+
+
+def test_attention_document_vectors_mix_free_and_pooled(topic_docs):
+    model = trained(topic_docs, "attention")
+    module = model.module
+    s_d, s_p = module.layer.document_shares()
+    want = (s_d * module.doc_vectors.data + s_p * module.pooled_docs) / (s_d + s_p)
+    np.testing.assert_allclose(model.dv.vectors, want.numpy(), rtol=1e-6)
+    assert float(module.pooled_docs.abs().sum()) > 0
+
+
+def test_default_design_separates_topics_and_infers_its_own_documents(topic_docs, self_rank, topic_label):
+    """The default (attention, numba backend) on the two-topic corpus: inference finds its documents."""
+    model = Doc2Vec(topic_docs, vector_size=16, epochs=20, min_count=1, sample=0.0, batch_size=256, seed=1,
+                    device="cpu")
+    assert model.config.context == "attention" and model.config.alpha == 0.1
+    inferred = model.infer_vectors([d.words for d in topic_docs[:30]])
+    assert self_rank(model, inferred, [d.tags[0] for d in topic_docs[:30]]) >= 0.8
+    sims = model.dv.most_similar(0, topn=10)
+    assert sum(topic_label(tag) == topic_label(0) for tag, _ in sims) >= 8
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_same_seed_same_result(topic_docs, backend):
+    runs = [trained(topic_docs, "attention", backend=backend).module.state_dict() for _ in range(2)]
+    for name in runs[0]:
+        assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+def test_checkpoint_round_trip_of_a_layer_design(topic_docs, tmp_path):
+    model = trained(topic_docs, "attention")
+    model.save(tmp_path / "m")
+    again = Doc2Vec.load(tmp_path / "m", device="cpu")
+    assert again.config.context == "attention" and again.module.pools_documents
+    for name, value in model.module.state_dict().items():
+        assert torch.equal(value, again.module.state_dict()[name]), name
+    np.testing.assert_array_equal(again.dv.vectors, model.dv.vectors)
+    again.train(topic_docs[:12], epochs=1, progress=False)  # and training continues
+
+
+def test_bad_shares_are_refused():
+    with pytest.raises(ValueError, match=r"doc_share \+ pool_share < 1"):
+        Doc2VecConfig(doc_share=0.6, pool_share=0.5).validate()
+    with pytest.raises(ValueError, match=r"'pool_sample' parameter must be an int >= 1"):
+        Doc2VecConfig(pool_sample=0).validate()
