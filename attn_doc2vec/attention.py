@@ -78,6 +78,13 @@ class DocumentAttention:
         ``(L,)`` int64 number of windows the token is a context word in.
     tag : Any
         The document's tag when it is a training document, else None.
+    pool_weight : numpy.ndarray
+        ``(L,)`` float32 combination weight of the pooled document words in each target's hidden vector
+        (``context="attention"``; zero for designs without pooling). ``doc_weight + word_weights.sum(1) +
+        pool_weight == 1`` for every design but ``sum``.
+    document_attention : numpy.ndarray
+        ``(L,)`` float32 weight of each token in the document's pooled representation (a softmax of the
+        learned word salience over the document's tokens; sums to 1); NaN for designs without pooling.
     """
 
     label: str
@@ -91,6 +98,8 @@ class DocumentAttention:
     mean_attention: np.ndarray
     windows: np.ndarray
     tag: Any = None
+    pool_weight: np.ndarray | None = None
+    document_attention: np.ndarray | None = None
     _entropy: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -155,7 +164,8 @@ class DocumentAttention:
 
         Columns: ``doc, target_pos, target, context_pos, context, offset, attention, weight``. The
         document-vector rows have ``context="<doc>"``, ``context_pos=-1``, ``offset=0`` and NaN
-        attention; ``weight`` sums to 1 over the rows of a target (attention and mean models).
+        attention; ``context="attention"`` adds a ``"<pooled document words>"`` row per target. ``weight``
+        sums to 1 over the rows of a target (every design but ``sum``).
         """
         pos = self.context_positions
         t, s = np.nonzero(pos >= 0)
@@ -170,14 +180,23 @@ class DocumentAttention:
             "doc": self.label, "target_pos": np.arange(n), "target": tokens, "context_pos": -1,
             "context": "<doc>", "offset": 0, "attention": np.nan, "weight": self.doc_weight,
         })
-        frame = pd.concat([words, docs], ignore_index=True)
+        parts = [words, docs]
+        if self.pool_weight is not None and (self.pool_weight > 0).any():
+            parts.append(pd.DataFrame({
+                "doc": self.label, "target_pos": np.arange(n), "target": tokens, "context_pos": -1,
+                "context": "<pooled document words>", "offset": 0, "attention": np.nan, "weight": self.pool_weight,
+            }))
+        frame = pd.concat(parts, ignore_index=True)
         return frame.sort_values(["target_pos", "context_pos"], kind="stable", ignore_index=True)
 
     def importance_frame(self) -> pd.DataFrame:
-        """Tidy table of per-token importance: ``doc, position, token, importance, mean_attention, windows``."""
+        """Tidy table of per-token importance: ``doc, position, token, importance, mean_attention, windows,
+        document_attention`` (the last NaN for designs that do not pool the document's words)."""
+        pooled = np.full(len(self), np.nan, np.float32) if self.document_attention is None else self.document_attention
         return pd.DataFrame({
             "doc": self.label, "position": np.arange(len(self)), "token": self.tokens,
             "importance": self.importance, "mean_attention": self.mean_attention, "windows": self.windows,
+            "document_attention": pooled,
         })
 
 
@@ -247,7 +266,7 @@ def _steps(module: Doc2VecModule, corpus: DeviceCorpus, chunk_size: int) -> Iter
         batch = full_window_batch(corpus, positions, window)
         a = module.weights(batch)  # (B, T+S)
         n_doc = batch.doc_slots.shape[1]
-        if module.uses_attention:
+        if module.uses_attention or module.uses_layer:
             p = module.attention(batch)  # (B, S)
         else:  # mean and sum: every context word has the same share
             valid = batch.word_mask.to(a.dtype)
@@ -321,14 +340,23 @@ def extract(module: Doc2VecModule, vocab: Vocabulary, encoded: EncodedCorpus, la
     words = np.asarray(vocab.wv.index_to_key, dtype=object)
     tokens = encoded.tokens.astype(np.int64)
     offsets = context_offsets(module.window).numpy()
+    pool_weight = np.clip(1.0 - d - a.sum(axis=1), 0.0, 1.0).astype(np.float32) if module.pools_documents \
+        else np.zeros_like(d)
+    salience = module.layer.pool_weights(torch.as_tensor(tokens, device=device)).cpu().numpy() \
+        if module.pools_documents else None
     out = []
-    for i in range(encoded.n_docs):  # slicing only: the numbers are all computed above
+    for i in range(encoded.n_docs):  # slicing only, and one softmax per document
         lo, hi = int(encoded.offsets[i]), int(encoded.offsets[i + 1])
+        doc_att = None
+        if salience is not None:
+            e = np.exp(salience[lo:hi] - salience[lo:hi].max(initial=0.0))
+            doc_att = (e / max(e.sum(), 1e-30)).astype(np.float32)
         out.append(DocumentAttention(
             label=f"doc {i}" if labels is None else str(labels[i]), tokens=list(words[tokens[lo:hi]]),
             token_ids=tokens[lo:hi], offsets=offsets, attention=p[lo:hi], word_weights=a[lo:hi],
             doc_weight=d[lo:hi], importance=importance[lo:hi], mean_attention=mean_att[lo:hi],
             windows=counts_np[lo:hi].astype(np.int64), tag=None if tags is None else tags[i],
+            pool_weight=pool_weight[lo:hi], document_attention=doc_att,
         ))
     return out
 

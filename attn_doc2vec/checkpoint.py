@@ -34,7 +34,10 @@ from attn_doc2vec.model import Doc2VecModule
 logger = logging.getLogger(__name__)
 
 FORMAT = "attn_doc2vec"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 (attn_doc2vec 0.1) called the word x position design "attention"; it is "wordpos" since
+# version 2, where "attention" names the pooled design of attn_doc2vec.context.pooled.
+READS = (1, 2)
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 TENSORS_FILE = "model.safetensors"
@@ -133,7 +136,7 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
     if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
         raise CheckpointError(f"{path} is not an attn_doc2vec checkpoint "
                               f"({CONFIG_FILE} has no attn_doc2vec format tag).")
-    if meta["format_version"] != FORMAT_VERSION:
+    if meta["format_version"] not in READS:
         newer = meta["format_version"] > FORMAT_VERSION
         raise CheckpointError(
             f"{path} has checkpoint format version {meta['format_version']}, but this attn_doc2vec reads version "
@@ -148,7 +151,7 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
             raise CheckpointError(f"Corrupt checkpoint {path}: {name} does not match the checksum recorded in "
                                   f"{CONFIG_FILE} (truncated or modified); restore it from a backup or re-train.")
     try:
-        config = Doc2VecConfig.from_dict(meta["config"])
+        config = Doc2VecConfig.from_dict(_upgrade(meta["config"], meta["format_version"]))
         tensors = load_file(str(path / TENSORS_FILE))
         words = _read_json(path / VOCAB_FILE, path)
         vocab = _vocabulary(words, tensors, config, meta["state"])
@@ -160,6 +163,15 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
         raise CheckpointError(f"Corrupt or incompatible checkpoint {path}: {err}") from err
     rng = tensors.get("rng.state") if meta.get("rng_device") == "cpu" else None
     return LoadedCheckpoint(config=config, vocab=vocab, module=module, generator_state=rng, state=meta["state"])
+
+
+def _upgrade(config: dict, version: int) -> dict:
+    """The config of an older format version, in today's terms."""
+    config = dict(config)
+    if version == 1 and config.get("context") == "attention":
+        config["context"] = "wordpos"  # the same design (same tensors), renamed in version 2
+        logger.info("format version 1 checkpoint: its context 'attention' is today's 'wordpos'")
+    return config
 
 
 def _vocabulary(words: dict, tensors: dict[str, torch.Tensor], config: Doc2VecConfig, state: dict) -> Vocabulary:

@@ -179,7 +179,9 @@ class Doc2VecModule(nn.Module):
             return docs
         pooled = self.pooled_docs if pooled is None else pooled
         s_d, s_p = self.layer.document_shares()
-        return (s_d * docs + s_p * pooled) / (s_d + s_p)
+        mixed = (s_d * docs + s_p * pooled) / (s_d + s_p)
+        # a document with no known word has nothing to pool (an exactly zero row): it keeps its free vector
+        return torch.where((pooled == 0).all(dim=1, keepdim=True), docs, mixed)
 
     @property
     def uses_attention(self) -> bool:
@@ -277,8 +279,11 @@ class Doc2VecModule(nn.Module):
             ``(B, T+S)`` the combination weights ``a`` of the forward pass.
         """
         a = self.weights(batch)  # (B, T+S)
-        x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
-        h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
+        if self.layer is not None:
+            h = self.layer_forward(batch, self.gather(batch, doc_vectors)).h  # (B, D)
+        else:
+            x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
+            h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
         z = torch.einsum("bd,bkd->bk", h, self.output_vectors[batch.outputs])  # (B, K)
         sign = torch.ones_like(z)
         sign[:, 1:] = -1.0

@@ -13,14 +13,17 @@ from attn_doc2vec.corpus import encode
 from attn_doc2vec.training import make_generator
 
 
-@pytest.fixture
-def scored_model(small_model) -> Doc2Vec:
-    """A small attentive model whose attention scores are random, so the attention is far from uniform."""
+@pytest.fixture(params=["wordpos", "attention"])
+def scored_model(request, topic_docs) -> Doc2Vec:
+    """A small attentive model (each design) whose attention scores are random: far from uniform."""
+    model = Doc2Vec(topic_docs[:20], context=request.param, vector_size=8, epochs=2, min_count=1, device="cpu",
+                    seed=3)
     gen = torch.Generator().manual_seed(7)
-    module = small_model.module
-    module.word_scores.data.copy_(torch.randn(module.word_scores.shape, generator=gen))
-    module.position_scores.data.copy_(torch.randn(module.position_scores.shape, generator=gen))
-    return small_model
+    tables = [model.module.word_scores, model.module.position_scores] if request.param == "wordpos" else \
+        list(model.module.layer.parameters())
+    for table in tables:
+        table.data.copy_(torch.randn(table.shape, generator=gen))
+    return model
 
 
 def docs_with_edge_cases(topic_docs) -> list[TaggedDocument]:
@@ -35,10 +38,13 @@ def test_weights_sum_to_one_per_target(scored_model, topic_docs):
         valid = att.context_positions >= 0
         has_context = valid.any(axis=1)
         np.testing.assert_allclose(att.attention.sum(axis=1)[has_context], 1.0, atol=1e-6)
-        np.testing.assert_allclose(att.doc_weight + att.word_weights.sum(axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(att.doc_weight + att.word_weights.sum(axis=1) + att.pool_weight, 1.0, atol=1e-6)
+        if att.document_attention is not None:
+            assert att.document_attention.sum() == pytest.approx(1.0, abs=1e-5)
         assert (att.attention[~valid] == 0).all() and (att.word_weights[~valid] == 0).all()
     one = atts[3]
-    assert len(one) == 1 and one.attention.sum() == 0 and one.doc_weight[0] == 1.0
+    assert len(one) == 1 and one.attention.sum() == 0
+    assert one.doc_weight[0] + one.pool_weight[0] == pytest.approx(1.0)
     assert atts[5].tokens == ["fruit3", "the2", "fruit4"]  # out-of-vocabulary words dropped, as in training
 
 
@@ -53,12 +59,16 @@ def test_extraction_equals_forward_pass(scored_model, topic_docs):
     assert torch.equal(torch.from_numpy(np.concatenate([x.word_weights for x in atts])), a[:, 1:])
     assert torch.equal(torch.from_numpy(np.concatenate([x.doc_weight for x in atts])), a[:, 0])
     assert torch.equal(torch.from_numpy(np.concatenate([x.attention for x in atts])), model.module.attention(batch))
-    # and by hand: p = softmax(u[w, slot] + b[slot]) over the words of the window
+    # and by hand: p = softmax(u[w, slot] + b[slot]) (wordpos) or softmax(r[w] + b[slot]) (attention)
     att, t = atts[1], 17
-    u, b = model.module.word_scores.numpy(), model.module.position_scores.numpy()
     slots = np.arange(2 * model.window)
     pos = t + att.offsets
-    e = u[att.token_ids[pos], slots] + b[slots]
+    if model.context == "wordpos":
+        u, b = model.module.word_scores.numpy(), model.module.position_scores.numpy()
+        e = u[att.token_ids[pos], slots] + b[slots]
+    else:
+        r, b = model.module.layer.row_salience.numpy(), model.module.layer.position_bias.numpy()
+        e = r[att.token_ids[pos]] + b[slots]
     np.testing.assert_allclose(att.attention[t], np.exp(e) / np.exp(e).sum(), rtol=1e-5)
 
 
@@ -115,11 +125,13 @@ def test_training_tag_and_its_tokens_give_the_same_attention(scored_model, topic
 def test_tables_are_tidy(scored_model, topic_docs):
     att = scored_model.attention_weights(topic_docs[0].words[:12])
     frame = att.to_frame()
-    assert len(frame) == int((att.context_positions >= 0).sum()) + len(att)
+    pooled = len(att) if (att.pool_weight > 0).any() else 0
+    assert len(frame) == int((att.context_positions >= 0).sum()) + len(att) + pooled
     np.testing.assert_allclose(frame.groupby("target_pos")["weight"].sum(), 1.0, atol=1e-6)
     assert set(frame.loc[frame.context == "<doc>", "context_pos"]) == {-1}
     imp = att.importance_frame()
-    assert list(imp.columns) == ["doc", "position", "token", "importance", "mean_attention", "windows"]
+    assert list(imp.columns) == ["doc", "position", "token", "importance", "mean_attention", "windows",
+                                 "document_attention"]
     assert list(imp.token) == att.tokens
 
 

@@ -41,7 +41,8 @@ def test_save_load_round_trip(saved) -> None:
     model, path = saved
     loaded = Doc2Vec.load(path)
     assert_same_model(model, loaded)
-    assert torch.allclose(loaded.module.position_scores, model.module.position_scores)
+    assert torch.allclose(loaded.module.layer.position_bias, model.module.layer.position_bias)
+    assert torch.equal(loaded.module.pooled_docs, model.module.pooled_docs)
     assert loaded.epochs_trained == model.epochs_trained == 2
     assert loaded.loss_history == model.loss_history
     assert (loaded.corpus_count, loaded.corpus_total_words) == (model.corpus_count, model.corpus_total_words)
@@ -81,14 +82,14 @@ def test_checkpoint_loads_in_a_fresh_process(saved, tmp_path) -> None:
         from attn_doc2vec import Doc2Vec
         model = Doc2Vec.load({str(path)!r})
         np.savez({str(out)!r}, dv=model.dv.vectors, wv=model.wv.vectors,
-                 scores=model.module.word_scores.numpy(), inferred=model.infer_vector(["fruit1", "the2"], epochs=3))
+                 scores=model.module.layer.row_salience.numpy(), inferred=model.infer_vector(["fruit1", "the2"], epochs=3))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     with np.load(out) as arrays:
         np.testing.assert_array_equal(arrays["dv"], model.dv.vectors)
         np.testing.assert_array_equal(arrays["wv"], model.wv.vectors)
-        np.testing.assert_array_equal(arrays["scores"], model.module.word_scores.numpy())
+        np.testing.assert_array_equal(arrays["scores"], model.module.layer.row_salience.numpy())
         # inference starts from a stable hash of the words, not Python's per-process salted hash()
         np.testing.assert_array_equal(arrays["inferred"], model.infer_vector(["fruit1", "the2"], epochs=3))
 
@@ -150,7 +151,7 @@ def test_missing_or_modified_vocabulary_is_refused(saved) -> None:
         Doc2Vec.load(path)
 
 
-@pytest.mark.parametrize("version, words", [(99, r"format version 99, but this attn_doc2vec reads version 1: upgrade"),
+@pytest.mark.parametrize("version, words", [(99, r"format version 99, but this attn_doc2vec reads version 2: upgrade"),
                                             (0, r"format version 0.*re-train, or load it with the release")])
 def test_unknown_format_version_is_refused(saved, version: int, words: str) -> None:
     _, path = saved
@@ -159,6 +160,22 @@ def test_unknown_format_version_is_refused(saved, version: int, words: str) -> N
     (path / CONFIG_FILE).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=words):
         Doc2Vec.load(path)
+
+
+def test_version_1_checkpoint_loads_its_attention_as_wordpos(topic_docs, tmp_path) -> None:
+    """Format version 1 named the word x position design "attention": it loads as today's "wordpos"."""
+    model = Doc2Vec(topic_docs[:20], context="wordpos", vector_size=8, epochs=2, min_count=1, device="cpu", seed=3)
+    path = tmp_path / "old"
+    model.save(path)
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    meta["format_version"], meta["config"]["context"] = 1, "attention"
+    for key in ("pool_share", "pool_sample", "context_dropout", "uniform_attention"):  # unknown to version 1
+        del meta["config"][key]
+    (path / CONFIG_FILE).write_text(json.dumps(meta))
+    loaded = Doc2Vec.load(path)
+    assert loaded.config.context == "wordpos"
+    assert torch.equal(loaded.module.word_scores, model.module.word_scores)
+    np.testing.assert_array_equal(loaded.dv.vectors, model.dv.vectors)
 
 
 def test_unknown_config_key_is_refused(saved) -> None:

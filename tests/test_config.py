@@ -13,8 +13,12 @@ from attn_doc2vec.config import Doc2VecConfig, config_fields
 def test_defaults_are_gensims() -> None:
     cfg = Doc2VecConfig().validate()
     assert (cfg.vector_size, cfg.dm, cfg.window, cfg.min_count, cfg.sample, cfg.negative) == (100, 1, 5, 5, 1e-3, 5)
-    assert (cfg.ns_exponent, cfg.alpha, cfg.min_alpha, cfg.epochs) == (0.75, 0.025, 0.0001, 10)
+    assert (cfg.ns_exponent, cfg.min_alpha, cfg.epochs) == (0.75, 0.0001, 10)
     assert cfg.context == "attention"
+    # alpha: gensim's 0.025 for the SGD designs; 0.1 for the designs trained with row-wise Adagrad
+    assert cfg.alpha == 0.1
+    assert Doc2VecConfig(context="mean").validate().alpha == Doc2VecConfig(dm=0).validate().alpha == 0.025
+    assert Doc2VecConfig(alpha=0.3).validate().alpha == 0.3
 
 
 @pytest.mark.parametrize(
@@ -25,7 +29,7 @@ def test_defaults_are_gensims() -> None:
         ("vector_size", 16.0, r"'vector_size'.*int.*Got 16\.0 instead"),
         ("vector_size", True, r"'vector_size'.*Got True instead"),
         ("dm", 2, r"'dm' parameter must be 1 \(PV-DM\) or 0 \(PV-DBOW\)\. Got 2 instead"),
-        ("context", "max", r"'context' parameter must be one of 'attention', 'mean', 'sum'\. Got 'max' instead"),
+        ("context", "max", r"'context' parameter must be one of 'attention', 'docquery', 'docloss', 'mean', 'sum', 'wordpos'\. Got 'max' "),
         ("alpha", 0, r"'alpha' parameter must be a number > 0.*Got 0 instead"),
         ("alpha", float("nan"), r"'alpha'.*Got nan instead"),
         ("negative", 0, r"'negative'.*int >= 1.*hierarchical softmax is not supported.*Got 0 instead"),
@@ -60,7 +64,7 @@ def test_optional_limits_accept_none_and_negative_ns_exponent() -> None:
 
 
 def test_dict_round_trip_through_json() -> None:
-    cfg = Doc2VecConfig(vector_size=7, context="sum", window=3, max_final_vocab=50, device="cpu")
+    cfg = Doc2VecConfig(vector_size=7, context="sum", window=3, max_final_vocab=50, device="cpu").validate()
     again = Doc2VecConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert list(cfg.to_dict()) == [f.name for f in config_fields()]

@@ -137,12 +137,12 @@ def test_schedule_arguments_are_used(topic_model, topic_docs) -> None:
     np.testing.assert_array_equal(default, topic_model.infer_vector(words, epochs=topic_model.epochs,
                                                                        alpha=topic_model.alpha))
     assert not np.allclose(default, topic_model.infer_vector(words, epochs=2))
-    assert not np.allclose(default, topic_model.infer_vector(words, alpha=0.1))
+    assert not np.allclose(default, topic_model.infer_vector(words, alpha=topic_model.alpha / 4))
 
 
 def test_infer_function_returns_a_tensor_on_the_module_device(topic_model, topic_docs) -> None:
     out = infer(topic_model.module, topic_model.vocab, topic_model.config, [topic_docs[1].words],
-                epochs=3, alpha=0.025, min_alpha=0.001, progress=False)
+                epochs=3, alpha=topic_model.alpha, min_alpha=0.001, progress=False)
     assert isinstance(out, torch.Tensor) and out.device == topic_model.device
     tensor = topic_model.infer_vectors([topic_docs[1]], return_tensor=True, epochs=3, min_alpha=0.001)
     torch.testing.assert_close(tensor, out)  # a TaggedDocument's words are used

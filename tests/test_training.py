@@ -31,7 +31,7 @@ BACKENDS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(importlib.ut
 def make_trainer(docs, **settings) -> tuple[Trainer, object]:
     cfg = Doc2VecConfig(**({"vector_size": 8, "min_count": 1, "sample": 0.0, "device": "cpu"} | settings)).validate()
     vocab = build_vocabulary(docs, cfg)
-    module = Doc2VecModule(len(vocab.wv), len(vocab.dv), cfg.vector_size, cfg.window, cfg.context, cfg.dm)
+    module = Doc2VecModule.from_config(cfg, len(vocab.wv), len(vocab.dv))
     module.reset_parameters(make_generator(cfg.seed, CPU))
     sampler = Sampler.from_vocab(vocab, cfg, make_generator(cfg.seed, CPU))
     return Trainer(module, sampler, cfg), encode(docs, vocab)
@@ -123,11 +123,12 @@ def test_learning_rate_decays_linearly_over_all_epochs(topic_docs, monkeypatch) 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_loss_decreases_over_epochs(topic_docs, backend: str) -> None:
-    trainer, encoded = make_trainer(topic_docs, batch_size=256, backend=backend)
-    stats = trainer.run(encoded, 8, 0.025, 0.0001, progress=False)
+@pytest.mark.parametrize("context, drop", [("mean", 0.8), ("attention", 0.85)])  # SGD and row-wise Adagrad
+def test_loss_decreases_over_epochs(topic_docs, backend: str, context: str, drop: float) -> None:
+    trainer, encoded = make_trainer(topic_docs, batch_size=256, backend=backend, context=context)
+    stats = trainer.run(encoded, 8, trainer.config.alpha, 0.0001, progress=False)
     losses = [s.mean_loss for s in stats]
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < drop * losses[0]
     assert sum(b < a for a, b in zip(losses, losses[1:], strict=False)) >= 6
     assert all(s.seconds > 0 and s.words_per_second > 0 for s in stats)
 
