@@ -83,6 +83,10 @@ class Doc2VecConfig:
         ``docquery`` only: training-time probability of hiding each context word.
     uniform_attention : bool
         Ablation: keep the design's attention scores at zero (uniform weights: its "uniform twin").
+    attention_parts : str
+        ``attention`` only: which attention learns, ``"both"``, ``"document"`` (over the document's own
+        words; the context stays a mean) or ``"context"`` (over the context words; the document's words
+        are pooled by a plain mean).
     attention_alpha : float
         Learning-rate multiplier for the attention scores, relative to ``alpha``.
     row_update_cap : int
@@ -115,6 +119,7 @@ class Doc2VecConfig:
     pool_sample: int = 20
     context_dropout: float = 0.3
     uniform_attention: bool = False
+    attention_parts: str = "both"
 
     def validate(self) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -174,6 +179,9 @@ class Doc2VecConfig:
         if self.dm == 1 and self.context == "attention" and share + self.pool_share >= 1:
             raise ValueError(f"context='attention' needs doc_share + pool_share < 1 so that the context words keep "
                              f"a share. Got doc_share={self.doc_share!r}, pool_share={self.pool_share!r}.")
+        if self.attention_parts not in ("both", "document", "context"):
+            raise ValueError(f"The 'attention_parts' parameter must be 'both', 'document' or 'context'. "
+                             f"Got {self.attention_parts!r} instead.")
         if not isinstance(self.uniform_attention, bool):
             raise ValueError(f"The 'uniform_attention' parameter must be True or False. "
                              f"Got {self.uniform_attention!r} instead.")

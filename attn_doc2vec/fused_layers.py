@@ -61,8 +61,9 @@ def _scalar_step(param, state, i, g, lr):
 
 @njit(fastmath=FASTMATH, cache=True)
 def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
-         docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, bias, bias_state,
-         query, query_state, scores, scores_state, lr, lr_layer, update_shared, learn_layer):
+         docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
+         bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
+         learn_pool, learn_context):
     n_batch, n_tags = doc_slots.shape
     n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
@@ -85,7 +86,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     # the word rows of one example (context, then pool) with their summed gradients
     urows = np.empty(n_ctx + n_pool, np.int64)
     ugrad = np.empty((n_ctx + n_pool, dim), f32)
-    uscore = np.empty(n_ctx + n_pool, f32)
+    uscore = np.empty(n_ctx + n_pool, f32)  # summed gradient of the word's document-attention score
+    ucontext = np.empty(n_ctx + n_pool, f32)  # ... and of its context-attention score
     orows = np.empty(n_out, np.int64)
     ograd = np.empty((n_out, dim), f32)
     gbias = np.zeros(bias.shape[0], f32)
@@ -121,7 +123,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 w = words[b, s]
                 e = bias[positions[b, s]]
                 if design == POOLED:
-                    e += salience[w]
+                    e += context[w]
                 elif design == DOCLOSS:
                     e += scores[w, positions[b, s]]
                 else:
@@ -283,6 +285,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 n_u += 1
                 urows[slot] = w
                 uscore[slot] = 0.0
+                ucontext[slot] = 0.0
                 for k in range(dim):
                     ugrad[slot, k] = 0.0
             for k in range(dim):
@@ -295,11 +298,11 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                         ugrad[slot, k] += de * qd[k] * inv_sqrt
                         gqd[k] += de * wv[w, k] * inv_sqrt
                 elif design == DOCLOSS:
-                    if learn_layer and update_shared:
+                    if learn_context and update_shared:
                         _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
                                      w * scores.shape[1] + positions[b, s], de, lr_layer)
                 else:
-                    uscore[slot] += de
+                    ucontext[slot] += de
             else:
                 uscore[slot] += de
         if design == DOCQUERY:
@@ -321,10 +324,13 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             _row_step(wv, word_state, urows[u], ugrad[u], lr, dim)
         for u in range(n_o):
             _row_step(ov, out_state, orows[u], ograd[u], lr, dim)
-        if learn_layer:
-            if design == POOLED:
-                for u in range(n_u):
+        if design == POOLED:
+            for u in range(n_u):
+                if learn_pool:
                     _scalar_step(salience, salience_state, urows[u], uscore[u], lr_layer)
+                if learn_context:
+                    _scalar_step(context, context_state, urows[u], ucontext[u], lr_layer)
+        if learn_context:
             for i in range(bias.shape[0]):
                 _scalar_step(bias, bias_state, i, gbias[i], lr_layer)
                 gbias[i] = 0.0
@@ -360,7 +366,9 @@ class LayerFusedStep:
         self.design = DESIGNS[layer.name]
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha
-        self.learn = layer.learned
+        learnable = set(layer.learnable())
+        self.learn_pool = "row_salience" in learnable
+        self.learn_context = bool(learnable - {"row_salience"})
         self.docs = _table(docs, "docs")
         own = docs.data_ptr() == module.doc_vectors.data_ptr()
         self.doc_state = module.adagrad_docs.numpy() if own else np.zeros(docs.shape[0], np.float32)
@@ -373,7 +381,7 @@ class LayerFusedStep:
                 return placeholder, placeholder.copy()
             return layer.get_parameter(name).data.numpy(), getattr(module, "adagrad_layer_" + name).numpy()
 
-        self.params = (*param("row_salience", empty1), *param("position_bias", empty1),
+        self.params = (*param("row_salience", empty1), *param("row_context", empty1), *param("position_bias", empty1),
                        *param("query", empty2), *param("row_scores", empty2))
         if layer.name == "attention":
             shares = layer.shares
@@ -391,4 +399,4 @@ class LayerFusedStep:
             pool = (np.ascontiguousarray(batch.pool_words.numpy()), np.ascontiguousarray(batch.pool_mask.numpy()))
         return _run(self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
                     *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha), self.update_shared,
-                    self.learn)
+                    self.learn_pool, self.learn_context)

@@ -299,8 +299,8 @@ class AutogradStep:
         self.attention_alpha = attention_alpha
         own = docs.data_ptr() == module.doc_vectors.data_ptr()
         self.doc_state = module.adagrad_docs if own else torch.zeros(docs.shape[0], device=docs.device)
-        self.params = [(p, getattr(module, "adagrad_layer_" + n.replace(".", "_")))
-                       for n, p in module.layer.named_parameters()] if module.layer.learned else []
+        self.params = [(module.layer.get_parameter(n), getattr(module, "adagrad_layer_" + n.replace(".", "_")))
+                       for n in module.layer.learnable()]
 
     def __call__(self, batch: Batch, alpha: float) -> Tensor:
         module = self.module

@@ -38,10 +38,11 @@ def example(batch: Batch, i: int) -> Batch:
     return Batch(**{k: None if v is None else v[i:i + 1] for k, v in batch.__dict__.items()})
 
 
-@pytest.mark.parametrize("context", DESIGNS)
-def test_fused_kernel_equals_the_autograd_reference(topic_docs, context):
+@pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [
+    ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context"))])
+def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
     """The hand-written Numba gradients and Adagrad steps equal autograd's, example by example."""
-    model = trained(topic_docs, context)
+    model = trained(topic_docs, context, **extra)
     batch = batch_of(model, topic_docs[:12])
     ref, fast = copy.deepcopy(model.module), copy.deepcopy(model.module)
     step = AutogradStep(ref, ref.doc_vectors.data, True, attention_alpha=2.0)
@@ -83,6 +84,11 @@ def test_learned_attention_moves_and_uniform_twin_stays(topic_docs, context):
     twin = trained(topic_docs, context, uniform_attention=True)
     assert learned.module.layer.learned and not twin.module.layer.learned
     assert all(float(p.abs().max()) > 1e-3 for p in learned.module.layer.parameters())
+    if context == "attention":  # attention_parts: the other part stays uniform
+        for parts, frozen in (("document", ("row_context", "position_bias")), ("context", ("row_salience",))):
+            model = trained(topic_docs, context, attention_parts=parts)
+            for name, p in model.module.layer.named_parameters():
+                assert (float(p.abs().max()) == 0.0) == (name in frozen), (parts, name)
     assert all(float(p.abs().max()) == 0.0 for p in twin.module.layer.parameters())
     batch = batch_of(learned, topic_docs[:12])
     p = learned.module.attention(batch)

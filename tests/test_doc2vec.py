@@ -303,7 +303,7 @@ def test_attention_after_training_on_lee_is_not_uniform(lee_model, lee_docs) -> 
     w = lee_model.window
     # the adjacent words predict the target best, the farthest worst
     assert scores[w - 1] > scores[0] and scores[w] > scores[2 * w - 1]
-    salience = lee_model.module.layer.row_salience
+    salience = lee_model.module.layer.row_context
     assert salience.max() - salience.min() > 0.5
     vocab, config = lee_model.vocab, lee_model.config.replace(sample=0.0)
     corpus = DeviceCorpus.from_encoded(encode(lee_docs[:5], vocab), torch.device("cpu"))

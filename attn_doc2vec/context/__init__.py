@@ -52,7 +52,8 @@ def build_layer(config: Doc2VecConfig, n_words: int) -> ContextLayer | None:
     common = dict(n_words=n_words, vector_size=config.vector_size, window=config.window, doc_share=doc_share,
                   uniform=config.uniform_attention)
     if config.context == "attention":
-        return PooledAttention(pool_share=config.pool_share, pool_sample=config.pool_sample, **common)
+        return PooledAttention(pool_share=config.pool_share, pool_sample=config.pool_sample,
+                               parts=config.attention_parts, **common)
     if config.context == "docquery":
         return DocQueryAttention(context_dropout=config.context_dropout, **common)
     return DocLossAttention(**common)

@@ -103,6 +103,11 @@ never build graphs.
 
     name: str = ""
     learned: bool = True  # False: the scores stay at zero (``uniform_attention``, the uniform twin)
+    frozen: frozenset = frozenset()  # names of parameters kept at zero even when learned
+
+    def learnable(self) -> list[str]:
+        """Names of the parameters that training updates."""
+        return [n for n, _ in self.named_parameters() if self.learned and n not in self.frozen]
     pool_sample: int = 0  # words sampled from the example's document per target (0: none)
     context_dropout: float = 0.0  # training-time probability of hiding each context word
 

@@ -5,13 +5,14 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
     h = s_d * d  +  s_c * sum_j p_j x_j  +  s_p * sum_i q_i x_i
 
 * ``d``: the free document vector (PV-DM's paragraph vector), share ``s_d``;
-* the context words ``x_j`` of the target's window, weighted by ``p = softmax(r[w_j] + b[pos_j])``;
+* the context words ``x_j`` of the target's window, weighted by ``p = softmax(c[w_j] + b[pos_j])``;
 * ``x_i``: ``P`` words drawn at random from the same document (the target excluded), pooled by
   ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
   instead of the plain average: ``r`` is one salience score per word, learned from the loss.
 
-One score table ``r`` drives both attentions, so the same notion of "this word matters" explains
-the document's representation and each prediction. ``b`` adds a per-position bias for the context.
+``c`` (one score per word) and ``b`` (one per position) score the context words; ``r`` scores the
+document's words. ``attention_parts`` picks which of the two attentions learns (``"both"``,
+``"document"`` or ``"context"``); the other stays uniform.
 A document's representation (``model.dv``) is ``(s_d d + s_p pool(doc)) / (s_d + s_p)`` where
 ``pool(doc)`` pools *all* its words with ``softmax(r)``: a forward pass, no optimisation needed
 for the pooled part. Sampling a few words per target gives every word of a long document its
@@ -46,15 +47,21 @@ class PooledAttention(ContextLayer):
     name = "attention"
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
-                 pool_sample: int, uniform: bool = False) -> None:
+                 pool_sample: int, uniform: bool = False, parts: str = "both") -> None:
         super().__init__()
         self.learned = not uniform
+        if parts not in ("both", "document", "context"):
+            raise ValueError(f"The 'attention_parts' parameter must be 'both', 'document' or 'context'. "
+                             f"Got {parts!r} instead.")
+        # which attention learns: over the context words, over the document's words, or both
+        self.frozen = {"document": {"row_context", "position_bias"}, "context": {"row_salience"}}.get(parts, set())
         if doc_share + pool_share >= 1.0:
             raise ValueError(f"doc_share + pool_share must be < 1 so that the context words keep a share. "
                              f"Got {doc_share} + {pool_share}.")
         self.shares = (doc_share, 1.0 - doc_share - pool_share, pool_share)
         self.pool_sample = pool_sample
-        self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # r
+        self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # r: document attention
+        self.row_context = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # c: context attention
         self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=False)  # b
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
@@ -62,7 +69,7 @@ class PooledAttention(ContextLayer):
         doc_valid = inputs.doc_mask.to(dtype)  # (B, T)
         n_tags = doc_valid.sum(1)  # (B,)
         d = (inputs.doc_x * doc_valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None]  # (B, D)
-        p = masked_softmax(self.row_salience[inputs.words] + self.position_bias[inputs.positions],
+        p = masked_softmax(self.row_context[inputs.words] + self.position_bias[inputs.positions],
                            inputs.word_mask)  # (B, S)
         ctx = torch.einsum("bs,bsd->bd", p, inputs.word_x)  # (B, D)
         if inputs.pool_x is None:  # weights only (attention extraction): the document's words count as present

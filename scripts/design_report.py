@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Regenerate the tables of docs/attention-designs.md from the result files under docs/results/designs/.
+
+Every figure in those tables comes from a JSON result file written by ``scripts/compare_gensim.py``
+(falsification runs: ``20news-3000-<name>.json``, full runs: ``<dataset>-full-<name>.json``) or
+``scripts/explore_design.py`` (``explore-*.json``); the file records its command, commit, versions,
+backend, device and seeds. The tables are written between ``<!-- NAME:begin -->`` and
+``<!-- NAME:end -->`` markers; the prose around them is kept.
+
+    python scripts/design_report.py            # rewrite docs/attention-designs.md in place
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results" / "designs"
+DOC = REPO / "docs" / "attention-designs.md"
+
+
+def _rows(path: Path) -> tuple[list[dict], dict]:
+    data = json.loads(path.read_text())
+    return data["runs"], data.get("provenance", {})
+
+
+def _label(run: dict) -> str:
+    o = dict(run["overrides"])
+    if run["model"] == "ours-dbow":
+        return "ours PV-DBOW"
+    if run["model"].startswith("gensim"):
+        return run["model"].replace("gensim-", "gensim ").replace("dm-mean", "PV-DM mean").replace("dbow", "PV-DBOW")
+    context = o.pop("context", "mean" if run["model"] == "ours-dm-mean" else "attention")
+    twin = " (uniform twin)" if o.pop("uniform_attention", False) else ""
+    for key in ("window", "alpha", "backend"):
+        o.pop(key, None)
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(o.items()))
+    return f"ours {context}{twin}" + (f", {extra}" if extra else "")
+
+
+def table(pattern: str, metric: str = "accuracy") -> str:
+    """Mean ± std over seeds of every model in the files matching ``pattern``, with provenance."""
+    groups: dict[str, list[float]] = {}
+    sources: dict[str, set] = {}
+    for path in sorted(RESULTS.glob(pattern)):
+        runs, prov = _rows(path)
+        for run in runs:
+            key = _label(run)
+            groups.setdefault(key, []).append(100 * run[metric] if metric == "accuracy" else 100 * run["error"])
+            sources.setdefault(key, set()).add(f"[{path.stem}](results/designs/{path.name}) "
+                                               f"@{prov.get('commit', 'unknown')[:7]}")
+    head = "accuracy %" if metric == "accuracy" else "error %"
+    lines = [f"| model | seeds | {head} (mean ± std) | per seed | result file @ commit |",
+             "| --- | ---: | ---: | --- | --- |"]
+    for key, values in groups.items():
+        v = np.array(values)
+        lines.append(f"| {key} | {len(v)} | {v.mean():.2f} ± {v.std():.2f} | "
+                     f"{' / '.join(f'{x:.2f}' for x in v)} | {', '.join(sorted(sources[key]))} |")
+    return "\n".join(lines)
+
+
+def explore_table() -> str:
+    """One row per exploration run: its settings and the accuracy of each document representation."""
+    lines = ["| run | subset | epochs | seed | settings | accuracy % by representation | commit |",
+             "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+    for path in sorted(RESULTS.glob("explore-*.json")):
+        data = json.loads(path.read_text())
+        args, acc = data["args"], data["accuracy"]
+        views = ", ".join(f"{k}: {100 * v:.2f}" for k, v in acc.items())
+        lines.append(f"| [{path.stem}](results/designs/{path.name}) | {args['subset']} | {args['epochs']} | "
+                     f"{args['seed']} | {' '.join(args['set'])} | {views} | "
+                     f"{data['provenance'].get('commit', 'unknown')[:7]} |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{DOC} has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    text = DOC.read_text()
+    blocks = {"falsification": table("20news-3000-*.json"), "explore": explore_table()}
+    for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
+                                  ("imdb-quarter", "imdb-quarter-*.json", "error"),
+                                  ("imdb-full", "imdb-full-*.json", "error")):
+        if f"<!-- {name}:begin -->" in text:
+            blocks[name] = table(pattern, metric) if list(RESULTS.glob(pattern)) else "_not run yet_"
+    for name, body in blocks.items():
+        text = replace_block(text, name, body)
+    DOC.write_text(text)
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
