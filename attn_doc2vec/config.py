@@ -87,6 +87,9 @@ class Doc2VecConfig:
         ``attention`` only: which attention learns, ``"both"``, ``"document"`` (over the document's own
         words; the context stays a mean) or ``"context"`` (over the context words; the document's words
         are pooled by a plain mean).
+    context_scores : str
+        ``attention`` only: how context words are scored, ``"word+position"`` (a score per word plus one per
+        relative position), ``"word"`` (per word only) or ``"shared"`` (the document attention's word scores).
     attention_alpha : float
         Learning-rate multiplier for the attention scores, relative to ``alpha``.
     row_update_cap : int
@@ -120,6 +123,7 @@ class Doc2VecConfig:
     context_dropout: float = 0.3
     uniform_attention: bool = False
     attention_parts: str = "both"
+    context_scores: str = "word+position"
 
     def validate(self) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -182,6 +186,9 @@ class Doc2VecConfig:
         if self.attention_parts not in ("both", "document", "context"):
             raise ValueError(f"The 'attention_parts' parameter must be 'both', 'document' or 'context'. "
                              f"Got {self.attention_parts!r} instead.")
+        if self.context_scores not in ("word+position", "word", "shared"):
+            raise ValueError(f"The 'context_scores' parameter must be 'word+position', 'word' or 'shared'. "
+                             f"Got {self.context_scores!r} instead.")
         if not isinstance(self.uniform_attention, bool):
             raise ValueError(f"The 'uniform_attention' parameter must be True or False. "
                              f"Got {self.uniform_attention!r} instead.")

@@ -24,6 +24,8 @@ from attn_doc2vec.fused import _table
 from attn_doc2vec.model import Batch, Doc2VecModule
 
 POOLED, DOCQUERY, DOCLOSS = 0, 1, 2
+WORD_POSITION, WORD, SHARED = 0, 1, 2  # how the attention design scores context words
+CONTEXT_MODES = {"word+position": WORD_POSITION, "word": WORD, "shared": SHARED}
 DESIGNS = {"attention": POOLED, "docquery": DOCQUERY, "docloss": DOCLOSS}
 EPS = np.float32(1e-10)
 FASTMATH = {"reassoc", "contract"}
@@ -63,7 +65,7 @@ def _scalar_step(param, state, i, g, lr):
 def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
          docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
          bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
-         learn_pool, learn_context):
+         learn_pool, learn_context, ctx_mode):
     n_batch, n_tags = doc_slots.shape
     n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
@@ -121,9 +123,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             if word_mask[b, s]:
                 m += 1
                 w = words[b, s]
-                e = bias[positions[b, s]]
+                e = bias[positions[b, s]] if ctx_mode == WORD_POSITION else f32(0.0)
                 if design == POOLED:
-                    e += context[w]
+                    e += salience[w] if ctx_mode == SHARED else context[w]
                 elif design == DOCLOSS:
                     e += scores[w, positions[b, s]]
                 else:
@@ -291,7 +293,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             for k in range(dim):
                 ugrad[slot, k] += coef * gh[k]
             if in_ctx:
-                gbias[positions[b, s]] += de
+                if ctx_mode == WORD_POSITION or design != POOLED:
+                    gbias[positions[b, s]] += de
                 if design == DOCQUERY:
                     # e_j = (Q d).x_j / sqrt(D): dx_j += de Qd / sqrt(D), d(Qd) += de x_j / sqrt(D)
                     for k in range(dim):
@@ -301,6 +304,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     if learn_context and update_shared:
                         _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
                                      w * scores.shape[1] + positions[b, s], de, lr_layer)
+                elif ctx_mode == SHARED:
+                    uscore[slot] += de
                 else:
                     ucontext[slot] += de
             else:
@@ -367,7 +372,8 @@ class LayerFusedStep:
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha
         learnable = set(layer.learnable())
-        self.learn_pool = "row_salience" in learnable
+        self.ctx_mode = CONTEXT_MODES[getattr(layer, "context_scores", "word+position")]
+        self.learn_pool = "row_salience" in learnable  # with "shared" scores, r learns from both attentions
         self.learn_context = bool(learnable - {"row_salience"})
         self.docs = _table(docs, "docs")
         own = docs.data_ptr() == module.doc_vectors.data_ptr()
@@ -399,4 +405,4 @@ class LayerFusedStep:
             pool = (np.ascontiguousarray(batch.pool_words.numpy()), np.ascontiguousarray(batch.pool_mask.numpy()))
         return _run(self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
                     *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha), self.update_shared,
-                    self.learn_pool, self.learn_context)
+                    self.learn_pool, self.learn_context, self.ctx_mode)

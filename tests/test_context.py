@@ -39,7 +39,8 @@ def example(batch: Batch, i: int) -> Batch:
 
 
 @pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [
-    ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context"))])
+    ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context")),
+    ("attention", dict(context_scores="word")), ("attention", dict(context_scores="shared"))])
 def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
     """The hand-written Numba gradients and Adagrad steps equal autograd's, example by example."""
     model = trained(topic_docs, context, **extra)

@@ -10,8 +10,9 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
   ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
   instead of the plain average: ``r`` is one salience score per word, learned from the loss.
 
-``c`` (one score per word) and ``b`` (one per position) score the context words; ``r`` scores the
-document's words. ``attention_parts`` picks which of the two attentions learns (``"both"``,
+``c`` (one score per word) and ``b`` (one per position) score the context words (``context_scores=
+"word+position"``); ``"word"`` drops ``b``, ``"shared"`` scores the context words with the document's
+``r`` (one notion of salience for both attentions); ``r`` scores the document's words. ``attention_parts`` picks which of the two attentions learns (``"both"``,
 ``"document"`` or ``"context"``); the other stays uniform.
 A document's representation (``model.dv``) is ``(s_d d + s_p pool(doc)) / (s_d + s_p)`` where
 ``pool(doc)`` pools *all* its words with ``softmax(r)``: a forward pass, no optimisation needed
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+CONTEXT_SCORES = ("word+position", "word", "shared")
 
 from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, masked_softmax
 
@@ -47,7 +50,8 @@ class PooledAttention(ContextLayer):
     name = "attention"
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
-                 pool_sample: int, uniform: bool = False, parts: str = "both") -> None:
+                 pool_sample: int, uniform: bool = False, parts: str = "both",
+                 context_scores: str = "word+position") -> None:
         super().__init__()
         self.learned = not uniform
         if parts not in ("both", "document", "context"):
@@ -55,6 +59,14 @@ class PooledAttention(ContextLayer):
                              f"Got {parts!r} instead.")
         # which attention learns: over the context words, over the document's words, or both
         self.frozen = {"document": {"row_context", "position_bias"}, "context": {"row_salience"}}.get(parts, set())
+        if context_scores not in CONTEXT_SCORES:
+            raise ValueError(f"The 'context_scores' parameter must be one of {', '.join(map(repr, CONTEXT_SCORES))}. "
+                             f"Got {context_scores!r} instead.")
+        self.context_scores = context_scores
+        if context_scores != "word+position":
+            self.frozen = self.frozen | {"position_bias"}
+        if context_scores == "shared":  # r scores both; it learns from both unless parts="context" freezes it
+            self.frozen = self.frozen | {"row_context"}
         if doc_share + pool_share >= 1.0:
             raise ValueError(f"doc_share + pool_share must be < 1 so that the context words keep a share. "
                              f"Got {doc_share} + {pool_share}.")
@@ -69,8 +81,7 @@ class PooledAttention(ContextLayer):
         doc_valid = inputs.doc_mask.to(dtype)  # (B, T)
         n_tags = doc_valid.sum(1)  # (B,)
         d = (inputs.doc_x * doc_valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None]  # (B, D)
-        p = masked_softmax(self.row_context[inputs.words] + self.position_bias[inputs.positions],
-                           inputs.word_mask)  # (B, S)
+        p = masked_softmax(self.context_score(inputs.words, inputs.positions), inputs.word_mask)  # (B, S)
         ctx = torch.einsum("bs,bsd->bd", p, inputs.word_x)  # (B, D)
         if inputs.pool_x is None:  # weights only (attention extraction): the document's words count as present
             pooled, has_pool = torch.zeros_like(ctx), torch.ones_like(n_tags, dtype=torch.bool)
@@ -82,6 +93,14 @@ class PooledAttention(ContextLayer):
         share = share / share.sum(1, keepdim=True).clamp(min=1e-12)  # a missing part gives its share away
         h = share[:, :1] * d + share[:, 1:2] * ctx + share[:, 2:] * pooled
         return ContextOutput(h=h, doc_weight=share[:, 0], attention=p, word_weights=share[:, 1:2] * p)
+
+    def context_score(self, words: Tensor, positions: Tensor) -> Tensor:
+        """Scores ``e`` of context words: ``c[w] + b[pos]``, ``c[w]`` or the shared ``r[w]``."""
+        if self.context_scores == "shared":
+            return self.row_salience[words]
+        if self.context_scores == "word":
+            return self.row_context[words]
+        return self.row_context[words] + self.position_bias[positions]
 
     def pool_weights(self, words: Tensor) -> Tensor:
         return self.row_salience[words]
