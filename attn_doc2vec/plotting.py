@@ -107,7 +107,9 @@ def attention_map(att: DocumentAttention, start: int = 0, length: int | None = 4
     -------
     matplotlib.figure.Figure
         Axes labelled (``Axes.get_label``) ``"attention"`` (the map, blank outside the window band and on
-        the target itself) and ``"importance"`` (the strip), plus their colorbars.
+        the target itself) and ``"importance"`` (the strip), plus their colorbars; for designs that pool the
+        document's words (``context="attention"``) also ``"document attention"`` (each token's weight in the
+        document's representation, relative to uniform).
     """
     if len(att) == 0:
         raise ValueError(f"Document {att.label!r} has no in-vocabulary words: there is no attention to draw.")
@@ -118,8 +120,10 @@ def attention_map(att: DocumentAttention, start: int = 0, length: int | None = 4
     label_space = 0.075 * max(len(t) for t in col_tokens)  # inches taken by the rotated column labels
     width = max(4.5, 1.2 + 0.075 * max(len(t) for t in row_tokens) + CELL * len(cols) + 0.9)
     height = max(3.8, 1.0 + CELL * (len(rows) + 1) + 2 * label_space + 0.4)
-    fig = new_figure(width, height, pyplot)
-    grid = fig.add_gridspec(2, 2, height_ratios=[len(rows), 1.0], width_ratios=[len(cols), 0.6])
+    pooled = att.document_attention is not None
+    fig = new_figure(width, height + (CELL + 0.3 if pooled else 0.0), pyplot)
+    grid = fig.add_gridspec(3 if pooled else 2, 2, height_ratios=[len(rows), 1.0] + [1.0] * pooled,
+                            width_ratios=[len(cols), 0.6])
     ax, cax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     strip, scax = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
     heatmap(ax, values, col_tokens, row_tokens, cbar_ax=cax, cmap=cmap, vmin=vmin, linewidths=0.5,
@@ -134,6 +138,13 @@ def attention_map(att: DocumentAttention, start: int = 0, length: int | None = 4
             cmap="Oranges", linewidths=0.5, linecolor="white", annot=annot, fmt=".2f", annot_kws={"fontsize": 7})
     strip.set_label("importance")
     scax.set_ylabel("vs uniform")
+    if pooled:  # the design's attention over the document's own words, relative to uniform (1/L)
+        dstrip, dcax = fig.add_subplot(grid[2, 0]), fig.add_subplot(grid[2, 1])
+        relative = att.document_attention[cols.start:cols.stop] * len(att)
+        heatmap(dstrip, relative[None, :], col_tokens, ["in document"], cbar_ax=dcax, cmap="Greens",
+                linewidths=0.5, linecolor="white", annot=annot, fmt=".2f", annot_kws={"fontsize": 7})
+        dstrip.set_label("document attention")
+        dcax.set_ylabel("vs uniform")
     span = "" if (rows.start, rows.stop) == (0, len(att)) else f", targets {rows.start}-{rows.stop - 1} of {len(att)}"
     fig.suptitle(title if title is not None else f"Attention in {_name(att.label)}{span}")
     return finish_layout(fig)

@@ -40,6 +40,18 @@ def test_attention_map_draws_the_extracted_numbers(small_model, topic_docs):
     strip = axes_named(fig, "importance").collections[0].get_array()
     np.testing.assert_array_equal(np.ma.filled(strip, np.nan).ravel(), att.importance[cols.start:cols.stop])
     assert "targets 5-12" in fig._suptitle.get_text()
+    # the default design pools the document's words: its attention over them is drawn too
+    pooled = axes_named(fig, "document attention").collections[0].get_array()
+    np.testing.assert_allclose(np.ma.filled(pooled, np.nan).ravel(),
+                               att.document_attention[cols.start:cols.stop] * len(att), rtol=1e-6)
+
+
+def test_attention_map_without_pooling_has_no_document_strip(topic_docs):
+    from attn_doc2vec import Doc2Vec
+
+    model = Doc2Vec(topic_docs[:6], context="wordpos", vector_size=8, epochs=1, min_count=1, device="cpu")
+    fig = plotting.attention_map(model.attention_weights(0), length=6, annot=False)
+    assert [a for a in fig.axes if a.get_label() == "document attention"] == []
 
 
 def test_figures_are_headless_and_outside_pyplot(small_model, tmp_path):
