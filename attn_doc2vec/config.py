@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from attn_doc2vec.context import CONTEXT_NAMES as CONTEXT_MODES
-from attn_doc2vec.context import LAYERS
+from attn_doc2vec.context import DEFAULT_DOC_SHARE, LAYERS
 
 SGD_ALPHA = 0.025  # gensim's default learning rate, for the designs trained with gensim's SGD
 ADAGRAD_ALPHA = 0.1  # default learning rate of the designs trained by autograd with row-wise Adagrad
@@ -74,7 +74,7 @@ class Doc2VecConfig:
     doc_share : float or None
         PV-DM: the document vectors' fixed share of the context vector, the words sharing the
         rest; None gives the design's default: every input the same share for ``mean``/``sum``/``wordpos``
-        (as gensim's mean does), 1/3 for ``attention``, 1/2 for ``docquery`` and ``docloss``.
+        (as gensim's mean does), 1/2 for ``attention``, ``docquery`` and ``docloss``.
     pool_share : float
         ``attention`` only: share of the attention-pooled document words in the hidden vector.
     pool_sample : int
@@ -118,12 +118,12 @@ class Doc2VecConfig:
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
-    pool_share: float = 1 / 3
+    pool_share: float = 0.25
     pool_sample: int = 20
     context_dropout: float = 0.3
     uniform_attention: bool = False
     attention_parts: str = "both"
-    context_scores: str = "word+position"
+    context_scores: str = "word"
 
     def validate(self) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -179,7 +179,7 @@ class Doc2VecConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f"The {name!r} parameter must be a number in [0, 1). Got {value!r} instead.")
-        share = self.doc_share if self.doc_share is not None else 1 / 3
+        share = self.doc_share if self.doc_share is not None else DEFAULT_DOC_SHARE["attention"]
         if self.dm == 1 and self.context == "attention" and share + self.pool_share >= 1:
             raise ValueError(f"context='attention' needs doc_share + pool_share < 1 so that the context words keep "
                              f"a share. Got doc_share={self.doc_share!r}, pool_share={self.pool_share!r}.")

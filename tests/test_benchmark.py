@@ -33,8 +33,10 @@ def test_summary_averages_seeds_per_model() -> None:
 def test_run_spec_keeps_gensim_settings_and_applies_ours_only_to_ours() -> None:
     ours = RunSpec("ours-dm-attention", "imdb", ".", 0, overrides={"batch_size": 4096}).params()
     theirs = RunSpec("gensim-dm-mean", "imdb", ".", 0, overrides={"batch_size": 4096}).params()
-    for key in ("vector_size", "negative", "min_count", "sample", "epochs", "window", "alpha"):
+    for key in ("vector_size", "negative", "min_count", "sample", "epochs"):  # the shared settings
         assert ours[key] == theirs[key]
+    # learning rate and window are each design's own (docs/attention-designs.md): Adagrad's default alpha
+    assert "alpha" not in ours and ours["window"] == 5 and theirs["alpha"] == 0.05
     assert ours["batch_size"] == 4096 and "batch_size" not in theirs
     assert ours["context"] == "attention"
 

@@ -84,9 +84,12 @@ def test_learned_attention_moves_and_uniform_twin_stays(topic_docs, context):
     learned = trained(topic_docs, context)
     twin = trained(topic_docs, context, uniform_attention=True)
     assert learned.module.layer.learned and not twin.module.layer.learned
-    assert all(float(p.abs().max()) > 1e-3 for p in learned.module.layer.parameters())
+    layer = learned.module.layer
+    for name, p in layer.named_parameters():  # what learns moves; what the settings freeze stays at zero
+        assert (float(p.abs().max()) > 1e-3) == (name in layer.learnable()), name
     if context == "attention":  # attention_parts: the other part stays uniform
-        for parts, frozen in (("document", ("row_context", "position_bias")), ("context", ("row_salience",))):
+        for parts, frozen in (("document", ("row_context", "position_bias")),
+                              ("context", ("row_salience", "position_bias"))):
             model = trained(topic_docs, context, attention_parts=parts)
             for name, p in model.module.layer.named_parameters():
                 assert (float(p.abs().max()) == 0.0) == (name in frozen), (parts, name)

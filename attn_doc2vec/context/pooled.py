@@ -5,15 +5,16 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
     h = s_d * d  +  s_c * sum_j p_j x_j  +  s_p * sum_i q_i x_i
 
 * ``d``: the free document vector (PV-DM's paragraph vector), share ``s_d``;
-* the context words ``x_j`` of the target's window, weighted by ``p = softmax(c[w_j] + b[pos_j])``;
+* the context words ``x_j`` of the target's window, weighted by ``p = softmax(c[w_j])``;
 * ``x_i``: ``P`` words drawn at random from the same document (the target excluded), pooled by
   ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
   instead of the plain average: ``r`` is one salience score per word, learned from the loss.
 
-``c`` (one score per word) and ``b`` (one per position) score the context words (``context_scores=
-"word+position"``); ``"word"`` drops ``b``, ``"shared"`` scores the context words with the document's
-``r`` (one notion of salience for both attentions); ``r`` scores the document's words. ``attention_parts`` picks which of the two attentions learns (``"both"``,
-``"document"`` or ``"context"``); the other stays uniform.
+``context_scores`` says how context words are scored: ``"word"`` (the default, ``c[w]``: one score per
+word), ``"word+position"`` (``c[w] + b[pos]``) or ``"shared"`` (the document's ``r[w]``). Measured on 20
+Newsgroups (docs/attention-designs.md), a position score learns to favour the adjacent words and costs
+the document vectors several points, as ``wordpos`` did. ``attention_parts`` picks which of the two
+attentions learns (``"both"``, ``"document"`` or ``"context"``); the other stays uniform.
 A document's representation (``model.dv``) is ``(s_d d + s_p pool(doc)) / (s_d + s_p)`` where
 ``pool(doc)`` pools *all* its words with ``softmax(r)``: a forward pass, no optimisation needed
 for the pooled part. Sampling a few words per target gives every word of a long document its
@@ -51,7 +52,7 @@ class PooledAttention(ContextLayer):
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
                  pool_sample: int, uniform: bool = False, parts: str = "both",
-                 context_scores: str = "word+position") -> None:
+                 context_scores: str = "word") -> None:
         super().__init__()
         self.learned = not uniform
         if parts not in ("both", "document", "context"):
