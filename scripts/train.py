@@ -45,6 +45,30 @@ def optional_int(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
+def optional_float(text: str) -> float | None:
+    """argparse type for ``float or None``."""
+    return None if text.lower() == "none" else float(text)
+
+
+def boolean(text: str) -> bool:
+    """argparse type for ``bool``: true/false, yes/no, 1/0."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "yes", "1")
+
+
+def flag_type(annotation: str):
+    """The argparse type of a config field, from its annotation (``"float | None"``, ``"bool"``, ...)."""
+    if annotation.startswith("bool"):
+        return boolean
+    if annotation.startswith("float"):
+        return optional_float if "None" in annotation else float
+    if annotation.startswith("int"):
+        return optional_int if "None" in annotation else int
+    return str
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--corpus", default=None,
@@ -60,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Doc2VecConfig()
     for f in config_fields():
         default = getattr(defaults, f.name)
-        kind = optional_int if default is None else type(default)
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=default,
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=flag_type(str(f.type)), default=default,
                            help=helps.get(f.name, ""))
     return parser
 
