@@ -134,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         ("The 10 most frequent words", words.nlargest(10, "windows").reset_index(drop=True)),
         ("Function words vs content words (all words, window-weighted)", stopword_table(words)),
     ]
+    if model.module.pools_documents:  # the design's attention over the document's own words
+        salience = pd.DataFrame({"word": model.wv.index_to_key, "score r": model.module.layer.row_salience.numpy(),
+                                 "count": [model.wv.get_vecattr(w, "count") for w in model.wv.index_to_key]})
+        salience = salience[salience["count"] >= args.min_windows // 5].sort_values("score r", ascending=False)
+        sections += [
+            (f"Document attention: highest word scores r (count >= {args.min_windows // 5})",
+             salience.head(args.top).reset_index(drop=True)),
+            (f"Document attention: lowest word scores r (count >= {args.min_windows // 5})",
+             salience.tail(args.top).iloc[::-1].reset_index(drop=True)),
+        ]
     if model.attention_history:
         sections.append((f"Document {args.doc} over training (targets {args.start}-{args.start + args.length - 1})",
                          history_table(model, args)))
