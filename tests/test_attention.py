@@ -59,7 +59,7 @@ def test_extraction_equals_forward_pass(scored_model, topic_docs):
     assert torch.equal(torch.from_numpy(np.concatenate([x.word_weights for x in atts])), a[:, 1:])
     assert torch.equal(torch.from_numpy(np.concatenate([x.doc_weight for x in atts])), a[:, 0])
     assert torch.equal(torch.from_numpy(np.concatenate([x.attention for x in atts])), model.module.attention(batch))
-    # and by hand: p = softmax(u[w, slot] + b[slot]) (wordpos) or softmax(c[w] + b[slot]) (attention)
+    # and by hand: p = softmax(u[w, slot] + b[slot]) (wordpos) or softmax(c[w]) (attention)
     att, t = atts[1], 17
     slots = np.arange(2 * model.window)
     pos = t + att.offsets
@@ -67,8 +67,7 @@ def test_extraction_equals_forward_pass(scored_model, topic_docs):
         u, b = model.module.word_scores.numpy(), model.module.position_scores.numpy()
         e = u[att.token_ids[pos], slots] + b[slots]
     else:
-        r, b = model.module.layer.row_context.numpy(), model.module.layer.position_bias.numpy()
-        e = r[att.token_ids[pos]] + b[slots]
+        e = model.module.layer.row_context.numpy()[att.token_ids[pos]]  # default context_scores="word"
     np.testing.assert_allclose(att.attention[t], np.exp(e) / np.exp(e).sum(), rtol=1e-5)
 
 

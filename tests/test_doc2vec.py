@@ -298,13 +298,15 @@ def test_loss_history_decreases_over_epochs(topic_model) -> None:
 
 
 def test_attention_after_training_on_lee_is_not_uniform(lee_model, lee_docs) -> None:
-    scores = lee_model.module.layer.position_bias.detach()
-    assert scores.max() - scores.min() > 0.1
+    layer = lee_model.module.layer
+    assert torch.equal(layer.position_bias, torch.zeros_like(layer.position_bias))  # context_scores="word"
+    stop = [lee_model.wv.get_index(w) for w in ("the", "and", "of")]
+    content = [lee_model.wv.get_index(w) for w in ("wales", "sydney", "gaza")]
     w = lee_model.window
-    # the adjacent words predict the target best, the farthest worst
-    assert scores[w - 1] > scores[0] and scores[w] > scores[2 * w - 1]
-    salience = lee_model.module.layer.row_context
-    assert salience.max() - salience.min() > 0.5
+    # the context attention learns to listen to topical words rather than function words (measured:
+    # the 0.07x, wales 5x their uniform share), and the document attention learns scores too
+    assert layer.row_context[content].min() > layer.row_context[stop].max()
+    assert layer.row_salience.max() - layer.row_salience.min() > 0.5
     vocab, config = lee_model.vocab, lee_model.config.replace(sample=0.0)
     corpus = DeviceCorpus.from_encoded(encode(lee_docs[:5], vocab), torch.device("cpu"))
     sampler = Sampler.from_vocab(vocab, config, make_generator(0, torch.device("cpu")))
