@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.subset, args.epochs, args.seeds = args.subset or 2000, args.epochs or 3, args.seeds[:1]
     overrides = parse_overrides(args.set)
+    started = provenance(args)  # before training: the commit is the one that runs
     wanted = set(args.models)
     needed = wanted | {part for name in wanted & set(CONCATENATIONS) for part in CONCATENATIONS[name]}
     singles = [m for m in MODELS if m in needed]
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     out = Path(args.out or REPO / "docs" / "results" / (args.dataset + ("-quick" if args.quick else "")))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "provenance": provenance(args),
+    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "provenance": started,
                                                     "runs": rows, "summary": summary}, indent=1))
     out.with_suffix(".md").write_text(table + "\n")
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

@@ -44,24 +44,29 @@ def _label(run: dict) -> str:
     return f"ours {context}{twin}" + (f", {extra}" if extra else "")
 
 
+def _settings(run: dict) -> str:
+    params = run.get("params") or run["overrides"]
+    keep = ("context", "window", "alpha", "doc_share", "pool_share", "attention_parts", "context_scores",
+            "uniform_attention")
+    return " ".join(f"{k}={params[k]}" for k in keep if k in params)
+
+
 def table(pattern: str, metric: str = "accuracy") -> str:
-    """Mean ± std over seeds of every model in the files matching ``pattern``, with provenance."""
-    groups: dict[str, list[float]] = {}
-    sources: dict[str, set] = {}
+    """Mean ± std over seeds of every (result file, model), with its settings and provenance."""
+    groups: dict[tuple, list[float]] = {}
     for path in sorted(RESULTS.glob(pattern)):
         runs, prov = _rows(path)
         for run in runs:
-            key = _label(run)
+            key = (f"[{path.stem}](results/designs/{path.name})", _label(run), run["protocol"], _settings(run),
+                   prov.get("commit", "unknown")[:7])
             groups.setdefault(key, []).append(100 * run[metric] if metric == "accuracy" else 100 * run["error"])
-            sources.setdefault(key, set()).add(f"[{path.stem}](results/designs/{path.name}) "
-                                               f"@{prov.get('commit', 'unknown')[:7]}")
     head = "accuracy %" if metric == "accuracy" else "error %"
-    lines = [f"| model | seeds | {head} (mean ± std) | per seed | result file @ commit |",
-             "| --- | ---: | ---: | --- | --- |"]
-    for key, values in groups.items():
+    lines = [f"| result file | model | protocol | settings | seeds | {head} (mean ± std) | per seed | commit |",
+             "| --- | --- | --- | --- | ---: | ---: | --- | --- |"]
+    for (name, label, protocol, settings, commit), values in groups.items():
         v = np.array(values)
-        lines.append(f"| {key} | {len(v)} | {v.mean():.2f} ± {v.std():.2f} | "
-                     f"{' / '.join(f'{x:.2f}' for x in v)} | {', '.join(sorted(sources[key]))} |")
+        lines.append(f"| {name} | {label} | {protocol} | {settings} | {len(v)} | {v.mean():.2f} ± {v.std():.2f} | "
+                     f"{' / '.join(f'{x:.2f}' for x in v)} | {commit} |")
     return "\n".join(lines)
 
 

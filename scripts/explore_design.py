@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="JSON result file")
     args = parser.parse_args(argv)
     args.seeds = [args.seed]
+    started = provenance(args)  # before training: the commit is the one that runs
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
     params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
     model = Doc2Vec(seed=args.seed, device=args.device, **params)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train {seconds:.0f}s, {model.corpus_total_words * model.epochs / seconds:,.0f} words/s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "provenance": provenance(args), "params": model.config.to_dict(),
+    out.write_text(json.dumps({"args": vars(args), "provenance": started, "params": model.config.to_dict(),
                                "accuracy": scores, "train_seconds": seconds}, indent=1))
     return 0
 
