@@ -79,8 +79,9 @@ class RunResult:
     def row(self) -> dict[str, Any]:
         """The JSON-friendly figures (no vectors)."""
         return {**asdict(self.spec), "params": self.spec.params(), "accuracy": self.accuracy,
-                "error": 1 - self.accuracy, "train_seconds": self.train_seconds, "words_per_second": self.words_per_second,
-                "peak_rss_mb": self.peak_rss_mb, "infer_seconds": self.infer_seconds}
+                "error": 1 - self.accuracy, "train_seconds": self.train_seconds,
+                "words_per_second": self.words_per_second, "peak_rss_mb": self.peak_rss_mb,
+                "infer_seconds": self.infer_seconds}
 
 
 def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:

@@ -318,7 +318,7 @@ class AutogradStep:
         finally:
             for param in params:
                 param.requires_grad_(False)
-        grad = dict(zip(names, grads[:len(names)]))
+        grad = dict(zip(names, grads[:len(names)], strict=True))
         dim = self.docs.shape[1]
         doc_rows = torch.where(batch.doc_slots >= 0, batch.doc_slots, -1).reshape(-1)
         row_adagrad(self.docs, self.doc_state, doc_rows, grad["docs"].reshape(-1, dim), alpha)
@@ -334,7 +334,7 @@ class AutogradStep:
         out_rows = torch.where(batch.output_mask, batch.outputs, -1).reshape(-1)
         row_adagrad(module.output_vectors.data, module.adagrad_outputs, out_rows, grad["outputs"].reshape(-1, dim),
                     alpha)
-        for (param, state), g in zip(self.params, grads[len(names):]):
+        for (param, state), g in zip(self.params, grads[len(names):], strict=True):
             if g is not None:
                 dense_adagrad(param.data, state, g, alpha * self.attention_alpha)
         return loss.detach()

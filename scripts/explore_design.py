@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_gensim import REPO, parse_overrides, provenance  # noqa: E402
+from compare_gensim import parse_overrides, provenance  # noqa: E402
 
 from attn_doc2vec import Doc2Vec  # noqa: E402
 from attn_doc2vec.benchmark import SHARED, classify  # noqa: E402
@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         views["free+pooled concatenated"] = np.hstack([views["free"], views["pooled"]])
     scores = {}
     for name, table in views.items():
-        rows = lambda part: np.stack([table[model.dv.get_index(d.tags[0])] for d in part])  # noqa: E731
-        scores[name] = classify(rows(train), np.array([d.label for d in train]), rows(test),
-                                np.array([d.label for d in test]))
+        train_x = np.stack([table[model.dv.get_index(d.tags[0])] for d in train])
+        test_x = np.stack([table[model.dv.get_index(d.tags[0])] for d in test])
+        scores[name] = classify(train_x, np.array([d.label for d in train]), test_x, np.array([d.label for d in test]))
         print(f"{name}: accuracy {100 * scores[name]:.2f}%", flush=True)
     print(f"train {seconds:.0f}s, {model.corpus_total_words * model.epochs / seconds:,.0f} words/s")
     out = Path(args.out)

@@ -82,7 +82,8 @@ def test_checkpoint_loads_in_a_fresh_process(saved, tmp_path) -> None:
         from attn_doc2vec import Doc2Vec
         model = Doc2Vec.load({str(path)!r})
         np.savez({str(out)!r}, dv=model.dv.vectors, wv=model.wv.vectors,
-                 scores=model.module.layer.row_salience.numpy(), inferred=model.infer_vector(["fruit1", "the2"], epochs=3))
+                 scores=model.module.layer.row_salience.numpy(),
+                 inferred=model.infer_vector(["fruit1", "the2"], epochs=3))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

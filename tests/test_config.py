@@ -29,7 +29,8 @@ def test_defaults_are_gensims() -> None:
         ("vector_size", 16.0, r"'vector_size'.*int.*Got 16\.0 instead"),
         ("vector_size", True, r"'vector_size'.*Got True instead"),
         ("dm", 2, r"'dm' parameter must be 1 \(PV-DM\) or 0 \(PV-DBOW\)\. Got 2 instead"),
-        ("context", "max", r"'context' parameter must be one of 'attention', 'docquery', 'docloss', 'mean', 'sum', 'wordpos'\. Got 'max' "),
+        ("context", "max", r"'context' parameter must be one of 'attention', 'docquery', 'docloss', 'mean', 'sum', "
+                    r"'wordpos'\. Got 'max' "),
         ("alpha", 0, r"'alpha' parameter must be a number > 0.*Got 0 instead"),
         ("alpha", float("nan"), r"'alpha'.*Got nan instead"),
         ("negative", 0, r"'negative'.*int >= 1.*hierarchical softmax is not supported.*Got 0 instead"),

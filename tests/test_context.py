@@ -51,7 +51,7 @@ def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
     loss_fast = LayerFusedStep(fast, fast.doc_vectors.data, True, attention_alpha=2.0)(batch, 0.05)
     assert loss_fast == pytest.approx(loss_ref, rel=1e-5)
     moved = 0.0
-    for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+    for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
         moved += float((a - model.module.state_dict()[name]).abs().sum())
     assert moved > 0  # the step did something

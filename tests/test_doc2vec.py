@@ -38,7 +38,8 @@ def test_gensim_style_attributes(topic_model) -> None:
         (dict(window=0), r"'window' parameter must be an int >= 1\. Got 0 instead"),
         (dict(vector_size=-1), r"'vector_size' parameter must be an int >= 1\. Got -1 instead"),
         (dict(dm=2), r"'dm' parameter must be 1 \(PV-DM\) or 0 \(PV-DBOW\)\. Got 2 instead"),
-        (dict(context="max"), r"'context' parameter must be one of 'attention', 'docquery', 'docloss', 'mean', 'sum', 'wordpos'\. Got 'max' "),
+        (dict(context="max"), r"'context' parameter must be one of 'attention', 'docquery', 'docloss', 'mean', 'sum', "
+                    r"'wordpos'\. Got 'max' "),
         (dict(alpha=0), r"'alpha' parameter must be a number > 0.*Got 0 instead"),
         (dict(negative=0), r"'negative' parameter must be an int >= 1.*Got 0 instead"),
         (dict(alpha=0.01, min_alpha=0.05), r"'min_alpha' parameter must not exceed 'alpha' \(0\.01\)\. Got 0\.05"),

@@ -28,9 +28,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-CONTEXT_SCORES = ("word+position", "word", "shared")
-
 from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, masked_softmax
+
+CONTEXT_SCORES = ("word+position", "word", "shared")
 
 
 class PooledAttention(ContextLayer):
