@@ -78,7 +78,8 @@ class RunResult:
 
     def row(self) -> dict[str, Any]:
         """The JSON-friendly figures (no vectors)."""
-        return {**asdict(self.spec), "params": self.spec.params(), "accuracy": self.accuracy,
+        params = self.spec.params() if self.spec.model in MODELS else None  # None for a concatenation
+        return {**asdict(self.spec), "params": params, "accuracy": self.accuracy,
                 "error": 1 - self.accuracy, "train_seconds": self.train_seconds,
                 "words_per_second": self.words_per_second, "peak_rss_mb": self.peak_rss_mb,
                 "infer_seconds": self.infer_seconds}

@@ -45,7 +45,7 @@ def _label(run: dict) -> str:
 
 
 def _settings(run: dict) -> str:
-    params = run.get("params") or run["overrides"]
+    params = run.get("params") or run.get("overrides") or {}
     keep = ("context", "window", "alpha", "doc_share", "pool_share", "attention_parts", "context_scores",
             "uniform_attention")
     return " ".join(f"{k}={params[k]}" for k in keep if k in params)
