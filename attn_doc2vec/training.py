@@ -7,6 +7,11 @@ and context-vector errors propagated to the inputs as gensim does (undivided for
 input receives the error in proportion to its weight, ``n * a_j * dL/dh``: the
 document vector exactly as in gensim's mean rule, the words too while the
 attention is uniform.
+
+The autograd designs of :mod:`attn_doc2vec.context` (``attention``, ``docquery``,
+``docloss``) instead differentiate their loss with autograd and take row-wise Adagrad
+steps (:class:`AutogradStep`; on the CPU the equal Numba kernel of
+:mod:`attn_doc2vec.fused_layers`).
 """
 
 from __future__ import annotations
@@ -84,16 +89,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_backend(name: str, device: torch.device, autograd: bool = False) -> str:
+def resolve_backend(name: str, device: torch.device) -> str:
     """Turn ``"auto"`` into ``"numba"`` on the CPU when Numba is installed, else ``"torch"``; check ``"numba"``.
 
-    ``autograd``: the design is an autograd :class:`~attn_doc2vec.context.ContextLayer` (its Numba step is
-    :class:`~attn_doc2vec.fused_layers.LayerFusedStep`).
+    With ``"numba"`` the hand-written designs run in :mod:`attn_doc2vec.fused` and the autograd designs in
+    :mod:`attn_doc2vec.fused_layers`.
     """
     has_numba = importlib.util.find_spec("numba") is not None
     if name == "auto":
         return "numba" if device.type == "cpu" and has_numba else "torch"
-
     if name == "numba" and device.type != "cpu":
         raise ValueError(f"backend='numba' runs on the CPU only, but the device is {device}; use backend='torch' "
                          "or 'auto' (or device='cpu').")
@@ -142,7 +146,7 @@ class Trainer:
         self.module = module
         self.config = config
         self.device = module.word_vectors.device
-        self.backend = resolve_backend(config.backend, self.device, module.uses_layer)
+        self.backend = resolve_backend(config.backend, self.device)
         sampler.pool_sample = module.layer.pool_sample if module.uses_layer else 0
         sampler.context_dropout = module.layer.context_dropout if module.uses_layer else 0.0
         if self.backend == "numba" and not module.uses_layer:
