@@ -128,6 +128,13 @@ never build graphs.
         return 1.0, 0.0
 
 
+def document_mean(inputs: ContextInputs) -> tuple[Tensor, Tensor]:
+    """The mean of an example's document vectors, ``(B, D)``, and its number of tags, ``(B,)``."""
+    valid = inputs.doc_mask.to(inputs.doc_x.dtype)  # (B, T)
+    n_tags = valid.sum(1)
+    return (inputs.doc_x * valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None], n_tags
+
+
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     """Softmax over the last axis restricted to ``mask``; all-masked rows give zeros."""
     scores = scores.masked_fill(~mask, float("-inf"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, masked_softmax
+from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, document_mean, masked_softmax
 
 
 class DocLossAttention(ContextLayer):
@@ -30,9 +30,7 @@ class DocLossAttention(ContextLayer):
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
         dtype = inputs.word_x.dtype
-        doc_valid = inputs.doc_mask.to(dtype)
-        n_tags = doc_valid.sum(1)
-        d = (inputs.doc_x * doc_valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None]  # (B, D)
+        d, _ = document_mean(inputs)  # (B, D)
         scores = self.row_scores[inputs.words, inputs.positions] + self.position_bias[inputs.positions]
         p = masked_softmax(scores, inputs.word_mask)  # (B, S)
         ctx = torch.einsum("bs,bsd->bd", p, inputs.word_x)

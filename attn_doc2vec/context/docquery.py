@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, masked_softmax
+from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, document_mean, masked_softmax
 
 
 class DocQueryAttention(ContextLayer):
@@ -37,9 +37,7 @@ class DocQueryAttention(ContextLayer):
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
         dtype = inputs.word_x.dtype
-        doc_valid = inputs.doc_mask.to(dtype)
-        n_tags = doc_valid.sum(1)
-        d = (inputs.doc_x * doc_valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None]  # (B, D)
+        d, _ = document_mean(inputs)  # (B, D)
         mask = inputs.word_mask  # in training the sampler has hidden context_dropout of the words already
         q = d @ self.query.T  # (B, D)
         scores = torch.einsum("bd,bsd->bs", q, inputs.word_x) / math.sqrt(q.shape[1])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, masked_softmax
+from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, document_mean, masked_softmax
 
 CONTEXT_SCORES = ("word+position", "word", "shared")
 
@@ -79,9 +79,7 @@ class PooledAttention(ContextLayer):
 
     def forward(self, inputs: ContextInputs) -> ContextOutput:
         dtype = inputs.word_x.dtype
-        doc_valid = inputs.doc_mask.to(dtype)  # (B, T)
-        n_tags = doc_valid.sum(1)  # (B,)
-        d = (inputs.doc_x * doc_valid[..., None]).sum(1) / n_tags.clamp(min=1)[:, None]  # (B, D)
+        d, n_tags = document_mean(inputs)  # (B, D), (B,)
         p = masked_softmax(self.context_score(inputs.words, inputs.positions), inputs.word_mask)  # (B, S)
         ctx = torch.einsum("bs,bsd->bd", p, inputs.word_x)  # (B, D)
         if inputs.pool_x is None:  # weights only (attention extraction): the document's words count as present
