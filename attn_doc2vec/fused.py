@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -55,6 +57,24 @@ FASTMATH = {"reassoc", "contract"}
 if numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 _LAUNCH = threading.Lock()  # the workqueue layer must not be entered by two threads at once, nor our tables
+
+
+@contextmanager
+def parallel_launch(threads: int | None = None) -> Iterator[None]:
+    """Hold the process-wide lock around a ``parallel=True`` kernel, on ``threads`` Numba threads.
+
+    Numba's workqueue layer aborts the whole process (SIGABRT) when two Python threads enter
+    parallel regions at once, so every parallel kernel of the package runs inside this lock:
+    a web server's thread pool or a notebook may train and infer from several threads.
+    """
+    with _LAUNCH:
+        previous = numba.get_num_threads()
+        if threads is not None:
+            numba.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
 
 
 # The kernels index tables as table[row, d] and never take row views (table[row]): a view
@@ -453,17 +473,12 @@ class FusedStep:
         arrays = [np.ascontiguousarray(x.numpy()) for x in (batch.doc_slots, batch.words, batch.positions,
                                                               batch.word_mask, batch.outputs, batch.output_mask)]
         scratch = self._scratch_for(*arrays[0].shape, arrays[1].shape[1], arrays[4].shape[1])
-        with _LAUNCH:
-            previous = numba.get_num_threads()
-            numba.set_num_threads(self.threads)
-            try:
-                kernel = _step if self.threads > 1 else _step_serial
-                return kernel(*arrays, self.docs, self.word_vectors, self.output_vectors, self.word_scores,
-                             self.position_scores, self.mode, self.doc_share, np.float32(alpha),
-                             np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
-                             *scratch[:6], *self.counts, *scratch[6:])
-            finally:
-                numba.set_num_threads(previous)
+        with parallel_launch(self.threads):
+            kernel = _step if self.threads > 1 else _step_serial
+            return kernel(*arrays, self.docs, self.word_vectors, self.output_vectors, self.word_scores,
+                         self.position_scores, self.mode, self.doc_share, np.float32(alpha),
+                         np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
+                         *scratch[:6], *self.counts, *scratch[6:])
 
     def _scratch_for(self, n_batch: int, n_doc: int, n_ctx: int, n_out: int) -> tuple[np.ndarray, ...]:
         # Allocated once and reused: a trainer's batches all have the same shape but the last.

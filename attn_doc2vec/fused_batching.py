@@ -15,7 +15,7 @@ from numba import njit, prange
 from torch import Tensor
 
 from attn_doc2vec.batching import UINT32_RANGE, DeviceCorpus, Sampler
-from attn_doc2vec.fused import _prefetch1
+from attn_doc2vec.fused import _prefetch1, parallel_launch
 from attn_doc2vec.model import Batch
 
 
@@ -136,8 +136,9 @@ class FusedSampler(Sampler):
         if not self.downsamples:
             return corpus
         draws = torch.randint(0, UINT32_RANGE, (len(corpus),), generator=self.generator)
-        tokens, docs, offsets = _downsample(corpus.tokens.numpy(), corpus.offsets.numpy(), self.sample_int.numpy(),
-                                            draws.numpy())
+        with parallel_launch():
+            tokens, docs, offsets = _downsample(corpus.tokens.numpy(), corpus.offsets.numpy(),
+                                                self.sample_int.numpy(), draws.numpy())
         return DeviceCorpus(tokens=torch.from_numpy(tokens), docs=torch.from_numpy(docs),
                             offsets=torch.from_numpy(offsets), tags=corpus.tags)
 

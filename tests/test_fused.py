@@ -195,3 +195,57 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int) -> None
     for field in ("doc_slots", "words", "positions", "word_mask", "outputs", "output_mask"):
         assert torch.equal(getattr(batches[0], field), getattr(batches[1], field)), field
     assert torch.equal(samplers[0].generator.get_state(), samplers[1].generator.get_state())
+
+
+THREADS_SCRIPT = r"""
+import sys, threading
+from gensim.test.utils import datapath
+from gensim.models.doc2vec import TaggedLineDocument
+from attn_doc2vec import Doc2Vec
+
+docs = list(TaggedLineDocument(datapath("lee_background.cor")))[:150]
+settings = dict(vector_size=16, epochs=2, min_count=2, seed=0, workers=2, device="cpu", backend="numba",
+                context=sys.argv[1])
+model = Doc2Vec(**settings)
+model.build_vocab(docs)
+model.train(docs, total_examples=model.corpus_count, epochs=2, progress=False)
+errors = []
+
+def infer():
+    try:
+        for _ in range(3):
+            model.infer_vectors([d.words for d in docs[:60]])
+    except Exception as err:
+        errors.append(err)
+
+def train():
+    try:
+        other = Doc2Vec(**settings)
+        other.build_vocab(docs)
+        other.train(docs, total_examples=other.corpus_count, epochs=2, progress=False)
+    except Exception as err:
+        errors.append(err)
+
+threads = [threading.Thread(target=infer) for _ in range(4)] + [threading.Thread(target=train)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors:", errors)
+sys.exit(1 if errors else 0)
+"""
+
+
+@pytest.mark.parametrize("context", ["mean", "attention"])
+def test_parallel_kernels_survive_python_threads(context, tmp_path) -> None:
+    """Four threads inferring while a fifth trains another model: Numba's workqueue layer aborts the
+    process (SIGABRT) if two threads enter a parallel region at once, so run it in a subprocess."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), context], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "NUMBA_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "errors: []" in done.stdout
