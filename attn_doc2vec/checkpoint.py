@@ -1,10 +1,21 @@
 """Checkpoints as data: ``config.json`` + ``vocab.json`` + ``model.safetensors`` in one directory.
 
-Nothing is pickled. ``config.json`` is written last and records a format version,
-the library versions and the SHA-256 of the tensor file, so a truncated or
-modified checkpoint is refused instead of loaded. Saving writes a staging
-directory beside the target and swaps it in with renames: an interrupted save
-never damages the previous checkpoint.
+Nothing is pickled. ``config.json`` records a format version, the library versions,
+the names of the tensor and vocabulary files and their SHA-256, so a truncated or
+modified checkpoint is refused instead of loaded.
+
+What a save guarantees:
+
+* **It never deletes what it did not write.** It writes only into an empty directory or one of
+  our checkpoints (a ``config.json`` with our format tag), and refuses anything else with a clear
+  error. Files a user puts in a checkpoint directory survive every later save.
+* **At every instant the directory holds one complete checkpoint.** A save writes new files
+  under fresh names (``model.<id>.safetensors``, ``vocab.<id>.json``), syncs them, and commits by
+  atomically replacing ``config.json``; only then does it delete the files the previous
+  ``config.json`` named. A crash or kill at any point leaves the old or the new checkpoint, and
+  the next save deletes the debris (files with our own name patterns that no config names).
+* **Concurrent saves take turns** (an advisory lock on the directory, where the OS has one), and a
+  load racing a save reads the old or the new checkpoint, never reports false damage.
 """
 
 from __future__ import annotations
@@ -14,8 +25,11 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +41,11 @@ from gensim.models.keyedvectors import KeyedVectors
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import Vocabulary
 from attn_doc2vec.model import Doc2VecModule
@@ -34,10 +53,11 @@ from attn_doc2vec.model import Doc2VecModule
 logger = logging.getLogger(__name__)
 
 FORMAT = "attn_doc2vec"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Version 1 (attn_doc2vec 0.1) called the word x position design "attention"; it is "wordpos" since
-# version 2, where "attention" names the pooled design of attn_doc2vec.context.pooled.
-READS = (1, 2)
+# version 2, where "attention" names the pooled design of attn_doc2vec.context.pooled. Version 3
+# names each save's tensor and vocabulary files in config.json (versions 1-2: the fixed names below).
+READS = (1, 2, 3)
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 TENSORS_FILE = "model.safetensors"
@@ -56,6 +76,8 @@ class LoadedCheckpoint:
     module: Doc2VecModule
     generator_state: torch.Tensor | None
     state: dict[str, Any]
+    epoch_rng: torch.Tensor | None = None
+    rng_device: str | None = None  # device type of the generator the states belong to
 
 
 def library_versions() -> dict[str, str]:
@@ -67,55 +89,76 @@ def library_versions() -> dict[str, str]:
 
 
 def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, module: Doc2VecModule,
-         generator: torch.Generator | None, state: dict[str, Any]) -> Path:
+         generator: torch.Generator | None, state: dict[str, Any], epoch_rng: torch.Tensor | None = None) -> Path:
     """Write a checkpoint directory at ``path`` atomically (see the module docstring).
+
+    ``epoch_rng`` is the generator's state at the start of an epoch that stopped in its middle
+    (:class:`attn_doc2vec.training.Schedule`).
 
     Returns
     -------
     pathlib.Path
         The checkpoint directory.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` is a file, or a directory that is neither empty nor one of our checkpoints.
     """
     path = Path(path)
-    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).exists())):
-        raise FileExistsError(f"{path} exists and is not an attn_doc2vec checkpoint; choose another path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
-        tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        tensors["vocab.cum_table"] = torch.from_numpy(vocab.cum_table.astype(np.int64))
-        dtypes: dict[str, dict[str, str]] = {}
-        for side, kv in (("wv", vocab.wv), ("dv", vocab.dv)):
-            dtypes[side] = {}
-            for name, values in kv.expandos.items():
-                values = np.asarray(values)
-                dtypes[side][name] = values.dtype.str
-                tensors[f"vocab.{side}.{name}"] = torch.from_numpy(values.astype(np.int64))
-        if generator is not None:
-            tensors["rng.state"] = generator.get_state()
-        save_file(tensors, str(staging / TENSORS_FILE))
-        _write_json(staging / VOCAB_FILE, {"words": list(vocab.wv.index_to_key), "tags": list(vocab.dv.index_to_key),
-                                           "attribute_dtypes": dtypes})
-        _write_json(staging / CONFIG_FILE, {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "versions": library_versions(),
-            "config": config.to_dict(),
-            "state": state,
-            "rng_device": None if generator is None else generator.device.type,
-            "sha256": {TENSORS_FILE: _sha256(staging / TENSORS_FILE), VOCAB_FILE: _sha256(staging / VOCAB_FILE)},
-        })
-        _fsync(staging / TENSORS_FILE)
-        _swap_in(staging, path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path} is a file, not a checkpoint directory; choose another path.")
+    path.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        previous = _owned_config(path)
+        generation = uuid.uuid4().hex[:12]
+        files = {"tensors": f"model.{generation}.safetensors", "vocab": f"vocab.{generation}.json"}
+        try:
+            tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            tensors["vocab.cum_table"] = torch.from_numpy(vocab.cum_table.astype(np.int64))
+            dtypes: dict[str, dict[str, str]] = {}
+            for side, kv in (("wv", vocab.wv), ("dv", vocab.dv)):
+                dtypes[side] = {}
+                for name, values in kv.expandos.items():
+                    values = np.asarray(values)
+                    dtypes[side][name] = values.dtype.str
+                    tensors[f"vocab.{side}.{name}"] = torch.from_numpy(values.astype(np.int64))
+            if generator is not None:
+                tensors["rng.state"] = generator.get_state()
+            if epoch_rng is not None:
+                tensors["rng.epoch_state"] = epoch_rng.cpu()
+            save_file(tensors, str(path / files["tensors"]))
+            _fsync(path / files["tensors"])
+            _write_json(path / files["vocab"], {"words": [encode_key(k) for k in vocab.wv.index_to_key],
+                                                "tags": [encode_key(k) for k in vocab.dv.index_to_key],
+                                                "attribute_dtypes": dtypes})
+            staged_config = path / f"{CONFIG_FILE}.{generation}.tmp"
+            _write_json(staged_config, {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "versions": library_versions(),
+                "config": config.to_dict(),
+                "state": state,
+                "rng_device": None if generator is None else generator.device.type,
+                "files": files,
+                "sha256": {name: _sha256(path / name) for name in files.values()},
+            })
+            os.replace(staged_config, path / CONFIG_FILE)  # the commit: config.json names the new files
+            _fsync_dir(path)
+        except BaseException:
+            for name in (*files.values(), f"{CONFIG_FILE}.{generation}.tmp"):
+                (path / name).unlink(missing_ok=True)
+            raise
+        _clean(path, keep=set(files.values()), previous=previous)
     logger.info("saved checkpoint to %s", path)
     return path
 
 
 def load(path: str | os.PathLike) -> LoadedCheckpoint:
     """Read a checkpoint directory (or any file inside one) onto the CPU.
+
+    A save running at the same time (another thread or process) is never mistaken for damage:
+    if the files change under the reader, it reads the newer checkpoint.
 
     Raises
     ------
@@ -127,11 +170,20 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
     path = Path(path)
     if path.is_file():
         path = path.parent
-    if not path.exists():
-        leftovers = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.exists() else []
-        hint = f" A save was interrupted; the previous checkpoint is intact at {leftovers[-1]}: rename it to {path}." \
-            if leftovers else ""
-        raise FileNotFoundError(f"No checkpoint at {path}.{hint}")
+    if not path.exists() or (path.is_dir() and not (path / CONFIG_FILE).exists() and _legacy_leftovers(path)):
+        return _load_leftover(path)
+    while True:
+        before = _config_bytes(path)
+        try:
+            return _load_once(path)
+        except (CheckpointError, OSError):
+            # A save commits by replacing config.json, then deletes the files the old one named: if
+            # config.json changed while we read, we read a superseded checkpoint; read the new one.
+            if before is None or _config_bytes(path) == before:
+                raise
+
+
+def _load_once(path: Path) -> LoadedCheckpoint:
     meta = _read_json(path / CONFIG_FILE, path)
     if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
         raise CheckpointError(f"{path} is not an attn_doc2vec checkpoint "
@@ -144,6 +196,7 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
             + ("upgrade attn_doc2vec." if newer else "re-train, or load it with the release that wrote it "
                                      f"({meta.get('versions', {}).get('attn_doc2vec', 'unknown')}).")
         )
+    files = meta.get("files", {"tensors": TENSORS_FILE, "vocab": VOCAB_FILE})  # fixed names before version 3
     for name, digest in meta.get("sha256", {}).items():
         if not (path / name).is_file():
             raise CheckpointError(f"Corrupt checkpoint {path}: {name} is missing.")
@@ -152,8 +205,8 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
                                   f"{CONFIG_FILE} (truncated or modified); restore it from a backup or re-train.")
     try:
         config = Doc2VecConfig.from_dict(_upgrade(meta["config"], meta["format_version"]))
-        tensors = load_file(str(path / TENSORS_FILE))
-        words = _read_json(path / VOCAB_FILE, path)
+        tensors = load_file(str(path / files["tensors"]))
+        words = _read_json(path / files["vocab"], path)
         vocab = _vocabulary(words, tensors, config, meta["state"])
         module = Doc2VecModule.from_config(config, len(vocab.wv), len(vocab.dv))
         module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
@@ -161,8 +214,21 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
         if isinstance(err, CheckpointError):
             raise
         raise CheckpointError(f"Corrupt or incompatible checkpoint {path}: {err}") from err
-    rng = tensors.get("rng.state") if meta.get("rng_device") == "cpu" else None
-    return LoadedCheckpoint(config=config, vocab=vocab, module=module, generator_state=rng, state=meta["state"])
+    return LoadedCheckpoint(config=config, vocab=vocab, module=module, state=meta["state"],
+                            generator_state=tensors.get("rng.state"), epoch_rng=tensors.get("rng.epoch_state"),
+                            rng_device=meta.get("rng_device"))
+
+
+def encode_key(key: Any) -> Any:
+    """A word or tag as JSON: tuples become lists (lists cannot be keys, so decoding is unambiguous)."""
+    if isinstance(key, tuple):
+        return [encode_key(k) for k in key]
+    return int(key) if isinstance(key, np.integer) else key
+
+
+def decode_key(value: Any) -> Any:
+    """The inverse of :func:`encode_key`."""
+    return tuple(decode_key(v) for v in value) if isinstance(value, list) else value
 
 
 def _upgrade(config: dict, version: int) -> dict:
@@ -178,8 +244,8 @@ def _vocabulary(words: dict, tensors: dict[str, torch.Tensor], config: Doc2VecCo
     sides = {}
     for side, keys in (("wv", words["words"]), ("dv", words["tags"])):
         kv = KeyedVectors(config.vector_size, count=0)
-        kv.index_to_key = list(keys)
-        kv.key_to_index = {k: i for i, k in enumerate(keys)}
+        kv.index_to_key = [decode_key(k) for k in keys]
+        kv.key_to_index = {k: i for i, k in enumerate(kv.index_to_key)}
         for name, dtype in words["attribute_dtypes"][side].items():
             kv.expandos[name] = tensors[f"vocab.{side}.{name}"].numpy().astype(np.dtype(dtype))
         sides[side] = kv
@@ -187,24 +253,101 @@ def _vocabulary(words: dict, tensors: dict[str, torch.Tensor], config: Doc2VecCo
                       corpus_count=state["corpus_count"], corpus_total_words=state["corpus_total_words"])
 
 
-def _swap_in(staging: Path, path: Path) -> None:
-    """Replace ``path`` by ``staging``; at every instant one complete checkpoint exists on disk."""
-    if not path.exists():
-        os.replace(staging, path)
-        return
-    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(path, old)
+# Files a save writes, and nothing else is ever deleted: this generation's tensors and vocabulary,
+# its staged config, and the staging/aside directories of format 1-2 saves beside the checkpoint.
+_OWNED = re.compile(r"^(model\.[0-9a-f]{12}\.safetensors|vocab\.[0-9a-f]{12}\.json|config\.json\.[0-9a-f]{12}\.tmp)$")
+
+
+def _owned_config(path: Path) -> dict | None:
+    """The config of the checkpoint at ``path`` (None if empty); refuse a directory that is not ours."""
+    if (path / CONFIG_FILE).exists():
+        try:
+            meta = _read_json(path / CONFIG_FILE, path)
+        except CheckpointError:
+            meta = {}
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise FileExistsError(f"{path} holds a {CONFIG_FILE} that is not an attn_doc2vec checkpoint's; "
+                                  "nothing was written. Save to another (new or empty) directory.")
+        return meta
+    foreign = sorted(p.name for p in path.iterdir() if not _OWNED.match(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(f"{path} exists and is not an attn_doc2vec checkpoint (it holds {shown}); "
+                              "nothing was written. Save to a new or empty directory.")
+    return None
+
+
+def _clean(path: Path, keep: set[str], previous: dict | None) -> None:
+    """Delete what earlier saves wrote and no longer need: the files the previous config named, debris
+    of interrupted saves (our own name patterns only) and format 1-2 staging directories."""
+    stale = set()
+    if previous is not None:
+        stale |= set(previous.get("files", {"tensors": TENSORS_FILE, "vocab": VOCAB_FILE}).values())
+        stale |= set(previous.get("sha256", {}))
+    stale |= {p.name for p in path.iterdir() if _OWNED.match(p.name)}
+    for name in stale - keep - {CONFIG_FILE}:
+        (path / name).unlink(missing_ok=True)
+    for leftover in _legacy_leftovers(path):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _legacy_leftovers(path: Path) -> list[Path]:
+    """Staging (``.name.partial-*``) and aside (``.name.old-*``) directories of format 1-2 saves."""
+    if not path.parent.exists():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(partial|old)-[0-9a-f]{{8}}$")
+    return [p for p in path.parent.iterdir() if pattern.match(p.name) and p.is_dir()]
+
+
+def _load_leftover(path: Path) -> LoadedCheckpoint:
+    """After a format 1-2 save was killed between its renames: the newest complete checkpoint it left."""
+    candidates = sorted(_legacy_leftovers(path), key=lambda p: _mtime(p / CONFIG_FILE), reverse=True)
+    for candidate in candidates:
+        try:
+            loaded = _load_once(candidate)
+        except (CheckpointError, OSError):
+            continue
+        logger.warning("no checkpoint at %s: an earlier save was interrupted; loaded the newest complete copy it "
+                       "left, %s (the next save to %s cleans it up)", path, candidate, path)
+        return loaded
+    raise FileNotFoundError(f"No checkpoint at {path}.")
+
+
+def _mtime(file: Path) -> float:
     try:
-        os.replace(staging, path)
-    except BaseException:
-        os.replace(old, path)  # put the previous checkpoint back where it was
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        return file.stat().st_mtime
+    except OSError:
+        return float("-inf")
+
+
+def _config_bytes(path: Path) -> bytes | None:
+    try:
+        return (path / CONFIG_FILE).read_bytes()
+    except OSError:
+        return None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the checkpoint directory, so that saves from several processes take turns."""
+    if fcntl is None:  # Windows: no advisory locks; saves from one process still never collide
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_json(file: Path, obj: Any) -> None:
-    with open(file, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
+    try:
+        data = json.dumps(obj, ensure_ascii=False, indent=1).encode("utf-8")
+    except UnicodeEncodeError:  # a token with a lone surrogate: \u escapes keep it exactly
+        data = json.dumps(obj, ensure_ascii=True, indent=1).encode("ascii")
+    with open(file, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
@@ -230,3 +373,17 @@ def _sha256(file: Path) -> str:
 def _fsync(file: Path) -> None:
     with open(file, "rb") as f:
         os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

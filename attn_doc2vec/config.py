@@ -13,6 +13,7 @@ from typing import Any
 
 from attn_doc2vec.context import CONTEXT_NAMES as CONTEXT_MODES
 from attn_doc2vec.context import DEFAULT_DOC_SHARE, LAYERS
+from attn_doc2vec.context.pooled import ATTENTION_PARTS, CONTEXT_SCORES
 
 SGD_ALPHA = 0.025  # gensim's default learning rate, for the designs trained with gensim's SGD
 ADAGRAD_ALPHA = 0.1  # default learning rate of the designs trained by autograd with row-wise Adagrad
@@ -183,10 +184,10 @@ class Doc2VecConfig:
         if self.dm == 1 and self.context == "attention" and share + self.pool_share >= 1:
             raise ValueError(f"context='attention' needs doc_share + pool_share < 1 so that the context words keep "
                              f"a share. Got doc_share={self.doc_share!r}, pool_share={self.pool_share!r}.")
-        if self.attention_parts not in ("both", "document", "context"):
+        if self.attention_parts not in ATTENTION_PARTS:
             raise ValueError(f"The 'attention_parts' parameter must be 'both', 'document' or 'context'. "
                              f"Got {self.attention_parts!r} instead.")
-        if self.context_scores not in ("word+position", "word", "shared"):
+        if self.context_scores not in CONTEXT_SCORES:
             raise ValueError(f"The 'context_scores' parameter must be 'word+position', 'word' or 'shared'. "
                              f"Got {self.context_scores!r} instead.")
         if not isinstance(self.uniform_attention, bool):

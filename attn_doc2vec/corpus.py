@@ -109,6 +109,19 @@ def check_document(doc: Any, index: int) -> None:
         raise TypeError(
             f"Document #{index}: 'tags' must be a list of tags (not {doc.tags!r}); write tags=[{doc.tags!r}]."
         )
+    for tag in doc.tags:
+        if not _savable_key(tag):
+            raise TypeError(
+                f"Document #{index} has tag {tag!r} of type {type(tag).__name__}: tags must be str, int, float or "
+                f"tuples of these, so that a saved model loads again; convert it, e.g. tags=[str(tag)]."
+            )
+
+
+def _savable_key(key: Any) -> bool:
+    """Whether a tag survives a checkpoint's JSON unchanged (see :func:`attn_doc2vec.checkpoint.encode_key`)."""
+    if isinstance(key, tuple):
+        return all(_savable_key(k) for k in key)
+    return isinstance(key, (str, int, float, np.integer)) and key == key  # NaN never equals itself
 
 
 def resolve_corpus(documents: Iterable | None, corpus_file: str | os.PathLike | None,

@@ -19,7 +19,7 @@ from attn_doc2vec.corpus import Vocabulary, build_vocabulary, encode, resolve_co
 from attn_doc2vec.explain import AttentionMixin
 from attn_doc2vec.inference import infer
 from attn_doc2vec.model import Doc2VecModule
-from attn_doc2vec.training import EpochStats, Trainer, make_generator, resolve_device
+from attn_doc2vec.training import EpochStats, Schedule, Trainer, make_generator, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class Doc2Vec(AttentionMixin):
         self.corpus_count = 0
         self.corpus_total_words = 0
         self.epochs_trained = 0
+        self.schedule: Schedule | None = None  # the latest train() call's plan and position (saved, resumable)
         self.loss_history: list[float] = []  # mean loss per prediction, one entry per epoch trained
         self.running_training_loss = 0.0
         self.compute_loss = False
@@ -150,6 +151,7 @@ class Doc2Vec(AttentionMixin):
         self.module = module.to(device)
         self.generator = make_generator(self.config.seed, device)
         self.epochs_trained = 0
+        self.schedule = None
         self.loss_history = []
         self._sync_keyed_vectors()
         logger.info("vocabulary: %d words, %d document tags, %d documents, %d raw words (%.2fs); device %s",
@@ -188,11 +190,44 @@ class Doc2Vec(AttentionMixin):
             Loss, time and words/s of each epoch.
         """
         self._require_module("train")
-        documents = documents if documents is not None else corpus_iterable
-        corpus = resolve_corpus(documents, corpus_file)
         epochs = self.config.epochs if epochs is None else epochs
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
+        start = self.config.alpha if start_alpha is None else start_alpha
+        end = self.config.min_alpha if end_alpha is None else end_alpha
+        _check_alphas(start, end, "start_alpha", "end_alpha")
+        documents = documents if documents is not None else corpus_iterable
+        corpus = resolve_corpus(documents, corpus_file)
+        return self._run(corpus, Schedule(start, end, epochs), total_examples, compute_loss, callbacks, progress)
+
+    def resume_training(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None,
+                        compute_loss: bool = False, callbacks: Sequence[Callback] = (),
+                        progress: bool | None = None, *, corpus_iterable: Iterable | None = None) -> list[EpochStats]:
+        """Finish the latest ``train`` call's plan from where it stopped, exactly.
+
+        A checkpoint saved between epochs (``on_epoch_end``, ``scripts/train.py --save-every``) or after
+        Ctrl-C records the learning-rate plan, the next epoch and batch and the random state, so that
+        ``train(epochs=4)`` equals ``train(epochs=4)`` stopped after 2, saved, loaded and resumed, bit for
+        bit on the same device. Pass the same corpus, in the same order.
+
+        Raises
+        ------
+        RuntimeError
+            If there is nothing to resume: no ``train`` call yet, or it finished every epoch.
+        """
+        self._require_module("resume training")
+        if self.schedule is None or self.schedule.finished:
+            done = "no train() call has run" if self.schedule is None else \
+                f"the latest train() call finished all its {self.schedule.epochs} epochs"
+            raise RuntimeError(f"Nothing to resume: {done}. Call train(documents, epochs=...) to train more.")
+        documents = documents if documents is not None else corpus_iterable
+        corpus = resolve_corpus(documents, corpus_file)
+        logger.info("resuming training at epoch %d/%d, batch %d", self.schedule.epoch + 1, self.schedule.epochs,
+                    self.schedule.batch)
+        return self._run(corpus, self.schedule, None, compute_loss, callbacks, progress)
+
+    def _run(self, corpus: Iterable, schedule: Schedule, total_examples: int | None, compute_loss: bool,
+             callbacks: Sequence[Callback], progress: bool | None) -> list[EpochStats]:
         encoded = encode(corpus, self.vocab)
         self._remember_corpus(encoded)  # for attention plots by tag (AttentionMixin)
         if total_examples is not None and total_examples != encoded.n_docs:
@@ -209,6 +244,7 @@ class Doc2Vec(AttentionMixin):
         self.running_training_loss = 0.0
         _call(all_callbacks, "on_train_begin", self)
         trainer = Trainer(self.module, Sampler.from_vocab(self.vocab, self.config, self.generator), self.config)
+        self.schedule = schedule
 
         def epoch_end(stats: EpochStats) -> None:
             self.epochs_trained += 1
@@ -217,16 +253,20 @@ class Doc2Vec(AttentionMixin):
                 self.running_training_loss += stats.loss
             self._sync_keyed_vectors()
             logger.info("epoch %d/%d: loss %.4f per prediction, %.0f words/s, alpha %.5f",
-                        stats.epoch + 1, epochs, stats.mean_loss, stats.words_per_second, stats.alpha)
+                        stats.epoch + 1, schedule.epochs, stats.mean_loss, stats.words_per_second, stats.alpha)
             _call(all_callbacks, "on_epoch_end", self)
 
-        history = trainer.run(
-            encoded, epochs,
-            self.config.alpha if start_alpha is None else start_alpha,
-            self.config.min_alpha if end_alpha is None else end_alpha,
-            on_epoch_begin=lambda _: _call(all_callbacks, "on_epoch_begin", self),
-            on_epoch_end=epoch_end, progress=progress,
-        )
+        try:
+            history = trainer.run(
+                encoded, schedule.epochs, schedule.start_alpha, schedule.end_alpha,
+                on_epoch_begin=lambda _: _call(all_callbacks, "on_epoch_begin", self),
+                on_epoch_end=epoch_end, progress=progress, schedule=schedule, interruptible=True,
+            )
+        except KeyboardInterrupt:
+            self._sync_keyed_vectors()
+            logger.warning("training stopped at epoch %d/%d, batch %d: save() keeps this point and "
+                           "resume_training() continues from it", schedule.epoch + 1, schedule.epochs, schedule.batch)
+            raise
         _call(all_callbacks, "on_train_end", self)
         return history
 
@@ -287,32 +327,60 @@ class Doc2Vec(AttentionMixin):
                 raise TypeError(f"Document #{i} to infer must be a list of tokens (not {type(words).__name__} "
                                 f"{str(words)[:40]!r}); split it first, e.g. text.split().")
         word_lists = [list(w) for w in word_lists]
-        vectors = infer(
-            self.module, self.vocab, self.config, word_lists,
-            epochs=self.config.epochs if epochs is None else epochs,
-            alpha=self.config.alpha if alpha is None else alpha,
-            min_alpha=self.config.min_alpha if min_alpha is None else min_alpha,
-            progress=progress,
-        )
+        epochs = self.config.epochs if epochs is None else epochs
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"The 'epochs' parameter of inference must be an int >= 1. Got {epochs!r} instead.")
+        alpha = self.config.alpha if alpha is None else alpha
+        min_alpha = self.config.min_alpha if min_alpha is None else min_alpha
+        _check_alphas(alpha, min_alpha, "alpha", "min_alpha")
+        vectors = infer(self.module, self.vocab, self.config, word_lists, epochs=epochs, alpha=alpha,
+                        min_alpha=min_alpha, progress=progress)
         return vectors if return_tensor else vectors.cpu().numpy()
 
     # ---------------------------------------------------------------------------------------------
     # Checkpoints
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a checkpoint directory atomically: an interrupted save leaves any previous one intact.
+    def save(self, path: str | os.PathLike, force: bool = False) -> None:
+        """Write a checkpoint directory; at every instant ``path`` holds the old or the new checkpoint.
 
         The directory holds ``config.json`` (parameters, format version, library versions, training
-        state), ``vocab.json`` and ``model.safetensors``; nothing is pickled.
+        state and schedule, the names and SHA-256 of the other files), ``vocab.<id>.json`` and
+        ``model.<id>.safetensors``; nothing is pickled. A save writes only into a new or empty directory
+        or one of our checkpoints, and never deletes a file it did not write (see
+        :mod:`attn_doc2vec.checkpoint`).
+
+        Parameters
+        ----------
+        path : path
+            The checkpoint directory.
+        force : bool
+            Save even if a weight is NaN or infinite (a diverged model is refused by default, so that it
+            cannot replace a good checkpoint).
+
+        Raises
+        ------
+        ValueError
+            If a weight is not finite and ``force`` is False.
+        FileExistsError
+            If ``path`` is a file or a directory that is not ours.
         """
-        self._require_module("save")
+        module = self._require_module("save")
+        if not force:
+            bad = [name for name, t in module.state_dict().items()
+                   if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+            if bad:
+                raise ValueError(f"Not saved: the model has NaN or infinite weights in {', '.join(bad)} (training "
+                                 f"diverged), and {path} keeps what it held. Lower alpha and train again from "
+                                 "build_vocab, or pass force=True to save it anyway.")
         state = {
             "epochs_trained": self.epochs_trained,
             "loss_history": self.loss_history,
             "corpus_count": self.corpus_count,
             "corpus_total_words": self.corpus_total_words,
+            "schedule": None if self.schedule is None else self.schedule.to_dict(),
         }
-        checkpoint.save(path, self.config, self.vocab, self.module, self.generator, state)
+        epoch_rng = None if self.schedule is None else self.schedule.epoch_rng
+        checkpoint.save(path, self.config, self.vocab, module, self.generator, state, epoch_rng=epoch_rng)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> Doc2Vec:
@@ -332,11 +400,15 @@ class Doc2Vec(AttentionMixin):
         model.vocab = loaded.vocab
         model.module = loaded.module.to(target)
         model.generator = make_generator(config.seed, target)
-        if loaded.generator_state is not None and target.type == "cpu":
+        same_rng = loaded.generator_state is not None and target.type == loaded.rng_device
+        if same_rng:  # a generator's state only fits a generator of the same device type
             model.generator.set_state(loaded.generator_state)
         model.corpus_count = loaded.state["corpus_count"]
         model.corpus_total_words = loaded.state["corpus_total_words"]
         model.epochs_trained = loaded.state["epochs_trained"]
+        plan = loaded.state.get("schedule")  # absent before format 3
+        if plan is not None:
+            model.schedule = Schedule(**plan, epoch_rng=loaded.epoch_rng if plan["batch"] and same_rng else None)
         model.loss_history = list(loaded.state["loss_history"])
         model._sync_keyed_vectors()
         return model
@@ -365,6 +437,17 @@ class Doc2Vec(AttentionMixin):
         size = f"{len(self.vocab.wv)} words, {len(self.vocab.dv)} docs" if self.vocab else "no vocabulary"
         mode = f"PV-DM/{self.config.context}" if self.config.dm else "PV-DBOW"
         return f"Doc2Vec<{mode}, vector_size={self.config.vector_size}, window={self.config.window}, {size}>"
+
+
+def _check_alphas(alpha: Any, min_alpha: Any, name: str, min_name: str) -> None:
+    """Learning rates must be finite, ``alpha > 0`` and ``0 <= min_alpha <= alpha``."""
+    for value, label in ((alpha, name), (min_alpha, min_name)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"The {label!r} parameter must be a finite number. Got {value!r} instead.")
+    if alpha <= 0:
+        raise ValueError(f"The {name!r} parameter (learning rate) must be > 0. Got {alpha!r} instead.")
+    if not 0 <= min_alpha <= alpha:
+        raise ValueError(f"The {min_name!r} parameter must be in [0, {name}={alpha!r}]. Got {min_alpha!r} instead.")
 
 
 def _call(callbacks: Sequence[Callback], event: str, model: Doc2Vec) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +187,7 @@ class AttentionMixin:
     # Figures
 
     def visualize_attention(self, doc: DocRef | None = None, path: str | os.PathLike | None = None, *,
-                            start: int = 0, length: int | None = 40, kind: str = "attention", show: bool = False,
+                            start: int = 0, length: int | None = 40, kind: str = "attention", show: bool | None = None,
                             **kwargs: Any) -> Figure:
         """Heatmap of target words x context words, darker = more attention, with a per-token importance strip.
 
@@ -200,8 +202,12 @@ class AttentionMixin:
             ``length=None`` draws the whole document.
         kind : str
             ``"attention"`` (softmax over the context words) or ``"weights"`` (forward-pass weights).
-        show : bool
-            Create the figure through pyplot and call ``plt.show()`` (for scripts with a display).
+        show : bool or None
+            ``True``: create the figure through pyplot and call ``plt.show()``; ``False``: only return it
+            (and save it to ``path``). ``None`` (default) does what the situation needs: in a notebook the
+            returned figure displays itself; in a script it opens a window when there is a display, and
+            otherwise, with no ``path``, saves ``<kind>-<document>.png`` in the current folder and logs
+            a warning saying where.
         **kwargs
             Passed to :func:`attn_doc2vec.plotting.attention_map` (``cmap``, ``vmin``, ``annot``, ``title``).
 
@@ -212,13 +218,14 @@ class AttentionMixin:
         """
         att = self.attention_weights(self._default_doc() if doc is None else doc)
         if length is not None and len(att) > start + length:
-            logger.info("showing targets %d-%d of %d in %s; page with start=", start, start + length - 1,
-                        len(att), att.label)
+            logger.info("showing targets %d-%d of %d in %s; pass start=%d for the next page", start,
+                        start + length - 1, len(att), att.label, start + length)
+        show = _resolve_show(show, path)
         fig = plotting.attention_map(att, start=start, length=length, kind=kind, pyplot=show, **kwargs)
-        return _finish(fig, path, show)
+        return _finish(fig, path, show, f"{kind}-{att.label}")
 
     def visualize_importance(self, doc: DocRef | None = None, path: str | os.PathLike | None = None, *,
-                             start: int = 0, length: int | None = None, per_line: int = 12, show: bool = False,
+                             start: int = 0, length: int | None = None, per_line: int = 12, show: bool | None = None,
                              **kwargs: Any) -> Figure:
         """The document's text shaded by each token's importance (attention received relative to uniform).
 
@@ -226,11 +233,12 @@ class AttentionMixin:
         ``**kwargs`` go to :func:`attn_doc2vec.plotting.importance_text`.
         """
         att = self.attention_weights(self._default_doc() if doc is None else doc)
+        show = _resolve_show(show, path)
         fig = plotting.importance_text(att, start=start, length=length, per_line=per_line, pyplot=show, **kwargs)
-        return _finish(fig, path, show)
+        return _finish(fig, path, show, f"importance-{att.label}")
 
     def plot_attention_history(self, doc: DocRef | None = None, path: str | os.PathLike | None = None, *,
-                               start: int = 0, length: int | None = 40, show: bool = False) -> Figure:
+                               start: int = 0, length: int | None = 40, show: bool | None = None) -> Figure:
         """How the tracked documents' attention changed epoch by epoch (needs ``callbacks=[model.compute_weights]``).
 
         Parameters
@@ -241,8 +249,8 @@ class AttentionMixin:
             Also save the figure there.
         start, length : int
             Tokens ``[start, start + length)`` of that document.
-        show : bool
-            Create the figure through pyplot and call ``plt.show()``.
+        show : bool or None
+            As in :meth:`visualize_attention`.
 
         Returns
         -------
@@ -252,9 +260,10 @@ class AttentionMixin:
         if not self.attention_history:
             raise RuntimeError("No attention history yet: train with callbacks=[model.compute_weights] "
                                "(or call model.compute_weights() between train() calls).")
+        show = _resolve_show(show, path)
         fig = plotting.attention_history(self.attention_history_frame(), doc=None if doc is None else str(doc),
                                          start=start, length=length, pyplot=show)
-        return _finish(fig, path, show)
+        return _finish(fig, path, show, "attention-history")
 
     # ---------------------------------------------------------------------------------------------
     # Corpus memory and document resolution
@@ -377,11 +386,47 @@ def save_attention_map(model: AttentionMixin, path: str | os.PathLike, doc: DocR
     if model.config.dm == 0:
         logger.info("PV-DBOW model: no attention map to save")
         return None
-    fig = model.visualize_attention(doc)
+    fig = model.visualize_attention(doc, show=False)
     return plotting.save_figure(fig, path)
 
 
-def _finish(fig: Figure, path: str | os.PathLike | None, show: bool) -> Figure:
+NON_INTERACTIVE = {"agg", "pdf", "svg", "ps", "cairo", "pgf", "template"}  # matplotlib backends without windows
+
+
+def _resolve_show(show: bool | None, path: str | os.PathLike | None) -> bool | None:
+    """``show=None``: a notebook displays the returned figure; a script shows a window when it can.
+
+    Returns True (pyplot window), False (only return / save) or None (no display and no path: the
+    figure is saved to a default file by :func:`_finish`).
+    """
+    if show is not None:
+        return show
+    if _in_notebook() or path is not None:
+        return False
+    return True if _has_display() else None
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _has_display() -> bool:
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
+        return False
+    import matplotlib.pyplot as plt  # resolves the backend: Agg when no GUI toolkit is installed
+
+    return plt.get_backend().lower() not in NON_INTERACTIVE
+
+
+def _finish(fig: Figure, path: str | os.PathLike | None, show: bool | None, name: str) -> Figure:
+    if show is None:  # a script on a machine without a display: a figure nobody sees is no use
+        path = Path.cwd() / (re.sub(r"[^\w.-]+", "_", name) + ".png")
+        plotting.save_figure(fig, path)
+        logger.warning("no display to show the figure on: saved it to %s (pass path=... to choose where, or "
+                       "show=False to only return it)", path)
+        return fig
     if path is not None:
         plotting.save_figure(fig, path)
     if show:

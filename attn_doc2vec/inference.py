@@ -29,7 +29,8 @@ def initial_vectors(word_lists: list[list[str]], vector_size: int) -> np.ndarray
     """
     out = np.empty((len(word_lists), vector_size), dtype=np.float32)
     for i, words in enumerate(word_lists):  # one hash per document, not per token
-        once = np.random.Generator(np.random.SFC64(zlib.crc32(" ".join(words).encode("utf-8"))))
+        text = " ".join(map(str, words)).encode("utf-8", "surrogatepass")  # lone surrogates hash too
+        once = np.random.Generator(np.random.SFC64(zlib.crc32(text)))
         out[i] = (once.random(vector_size).astype(np.float32) - 0.5) / vector_size
     return out
 

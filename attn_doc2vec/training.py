@@ -19,8 +19,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -73,6 +75,78 @@ class EpochStats:
     def words_per_second(self) -> float:
         """Corpus tokens (before downsampling) per second of training."""
         return self.raw_words / max(self.seconds, 1e-9)
+
+
+@dataclass
+class Schedule:
+    """Where a ``train`` call stands: its learning-rate plan and the next batch to run.
+
+    Saved in every checkpoint, so that training continues exactly where it stopped
+    (:meth:`attn_doc2vec.Doc2Vec.resume_training`).
+
+    Attributes
+    ----------
+    start_alpha, end_alpha : float
+        The learning rate decays linearly from one to the other over ``epochs``.
+    epochs : int
+        Passes planned.
+    epoch, batch : int
+        The next epoch and the next batch within it (``epoch == epochs``: finished).
+    epoch_rng : Tensor or None
+        The generator's state when ``epoch`` began, which rebuilds its downsampling and order
+        when it stopped in the middle (``batch > 0``).
+    """
+
+    start_alpha: float
+    end_alpha: float
+    epochs: int
+    epoch: int = 0
+    batch: int = 0
+    epoch_rng: Tensor | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether every planned epoch ran."""
+        return self.epoch >= self.epochs
+
+    def to_dict(self) -> dict:
+        """JSON-serializable fields (``epoch_rng`` travels with the tensors)."""
+        return {"start_alpha": self.start_alpha, "end_alpha": self.end_alpha, "epochs": self.epochs,
+                "epoch": self.epoch, "batch": self.batch}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training cleanly between two batches; ``schedule`` says where."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__(f"training interrupted at epoch {schedule.epoch + 1}/{schedule.epochs}, "
+                         f"batch {schedule.batch}")
+        self.schedule = schedule
+
+
+@contextmanager
+def stop_on_interrupt(enabled: bool) -> Iterator[list[bool]]:
+    """Turn the first Ctrl-C into a request to stop after the current batch (a second one stops at once).
+
+    Yields a one-element list that becomes ``[True]`` when a stop was requested. Only the main thread
+    can receive signals: elsewhere (and when not ``enabled``) Ctrl-C keeps Python's behaviour.
+    """
+    flag = [False]
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if not enabled or not callable(previous):  # not the main thread, or SIGINT ignored or handled outside Python
+        yield flag
+        return
+
+    def request_stop(signum, frame) -> None:
+        flag[0] = True
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C interrupts at once
+        logger.warning("interrupt: stopping after the current batch (press Ctrl-C again to stop at once)")
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,6 +240,8 @@ class Trainer:
         on_epoch_end: Callable[[EpochStats], None] | None = None,
         progress: bool | None = None,
         desc: str = "training",
+        schedule: Schedule | None = None,
+        interruptible: bool = False,
     ) -> list[EpochStats]:
         """Train for ``epochs`` passes.
 
@@ -184,31 +260,48 @@ class Trainer:
             Hooks called with the epoch index / its :class:`EpochStats`.
         progress : bool or None
             Show a tqdm bar (None: only on a terminal).
+        schedule : Schedule, optional
+            Continue this plan from its position instead of starting a new one (``epochs``,
+            ``start_alpha`` and ``end_alpha`` must then be its own). It is updated in place as batches
+            complete; :attr:`schedule` is the same object.
+        interruptible : bool
+            The first Ctrl-C stops training after the current batch, raising :class:`TrainingInterrupted`.
 
         Raises
         ------
         FloatingPointError
             If the loss stops being finite.
+        TrainingInterrupted
+            If Ctrl-C stopped an ``interruptible`` run.
         """
+        if schedule is None:
+            schedule = Schedule(start_alpha, end_alpha, epochs)
+        elif (schedule.epochs, schedule.start_alpha, schedule.end_alpha) != (epochs, start_alpha, end_alpha):
+            raise ValueError("run(schedule=...) continues that schedule: pass its own epochs and alphas.")
+        self.schedule = schedule
         corpus = DeviceCorpus.from_encoded(encoded, self.device)
         docs = self.module.doc_vectors.data if doc_vectors is None else doc_vectors
         total_words = epochs * encoded.raw_words
         history: list[EpochStats] = []
         bar = tqdm(total=total_words, unit="word", unit_scale=True, desc=desc,
-                   disable={None: None, True: False, False: True}[progress], leave=False)
+                   disable={None: None, True: False, False: True}[progress], leave=False,
+                   initial=(schedule.epoch * encoded.raw_words))
         # With the Numba backend PyTorch only builds the batches, one thread suffices: more would spin
         # in OpenMP barriers against the kernels' threads (measured 5-20x slower batches on 2 cores).
         threads = 1 if self.backend == "numba" else self.config.workers
-        with torch.no_grad(), training_mode(self.device, threads), bar:
-            for epoch in range(epochs):
+        with torch.no_grad(), training_mode(self.device, threads), bar, stop_on_interrupt(interruptible) as stop:
+            while not schedule.finished:
+                epoch = schedule.epoch
                 if on_epoch_begin is not None:
                     on_epoch_begin(epoch)
                 t0 = time.perf_counter()
-                loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, epoch, epochs,
-                                                    start_alpha, end_alpha, bar, encoded.raw_words)
+                loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, schedule, bar,
+                                                    encoded.raw_words, stop)
                 if doc_vectors is None and self.module.pools_documents:
                     self.module.pooled_docs.copy_(self.module.pool_tags(corpus.tokens, corpus.offsets, corpus.tags,
                                                                         docs.shape[0]))
+                if schedule.batch:  # Ctrl-C stopped it in the middle of the epoch
+                    raise TrainingInterrupted(schedule)
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
                                    seconds=time.perf_counter() - t0, alpha=alpha)
                 untrained = (1 + self.config.negative) * math.log(2)  # loss per prediction of zero output vectors
@@ -223,10 +316,22 @@ class Trainer:
                 history.append(stats)
                 if on_epoch_end is not None:
                     on_epoch_end(stats)
+                if stop[0] and not schedule.finished:
+                    raise TrainingInterrupted(schedule)
         return history
 
-    def _epoch(self, corpus: DeviceCorpus, docs: Tensor, update_shared: bool, epoch: int, epochs: int,
-               start_alpha: float, end_alpha: float, bar, raw_words: int) -> tuple[float, int, float]:
+    def _epoch(self, corpus: DeviceCorpus, docs: Tensor, update_shared: bool, schedule: Schedule, bar,
+               raw_words: int, stop: list[bool]) -> tuple[float, int, float]:
+        generator = self.sampler.generator
+        resumed = schedule.batch > 0 and schedule.epoch_rng is not None
+        if resumed:  # rebuild the interrupted epoch's downsampling and order, then go on from the saved state
+            now = generator.get_state()
+            generator.set_state(schedule.epoch_rng)
+        else:
+            if schedule.batch:
+                logger.warning("the random state of the interrupted epoch %d is not available on %s: it restarts "
+                               "from its first batch", schedule.epoch + 1, generator.device)
+            schedule.batch, schedule.epoch_rng = 0, generator.get_state()
         kept = self.sampler.downsample(corpus)
         slots = None
         if self.module.dm:
@@ -235,7 +340,9 @@ class Trainer:
             positions, slots = dbow_examples(kept)
         n = positions.shape[0]
         # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it.
-        order = torch.randperm(n, generator=self.sampler.generator, device=self.device)
+        order = torch.randperm(n, generator=generator, device=self.device)
+        if resumed:
+            generator.set_state(now)
         batch_size = self.config.batch_size
         if not update_shared:
             # Inference trains few document vectors, each used by many examples: keep a document's
@@ -243,10 +350,13 @@ class Trainer:
             batch_size = min(batch_size, self.config.row_update_cap * docs.shape[0])
         n_batches = math.ceil(n / batch_size)
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        start_alpha, end_alpha = schedule.start_alpha, schedule.end_alpha
+        epoch, epochs = schedule.epoch, schedule.epochs
         alpha = start_alpha
-        words_done = 0
+        words_done = raw_words * schedule.batch // max(n_batches, 1)
         step = self._step(docs, update_shared)
-        for i in range(n_batches):
+        examples = 0
+        for i in range(schedule.batch, n_batches):
             alpha = start_alpha - (start_alpha - end_alpha) * (epoch + i / n_batches) / epochs
             pick = order[i * batch_size:(i + 1) * batch_size]
             if self.module.dm:
@@ -254,11 +364,16 @@ class Trainer:
             else:
                 batch = self.sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick])
             loss += step(batch, alpha)
+            examples += pick.shape[0]
+            schedule.batch = i + 1
             words = raw_words * (i + 1) // n_batches
             bar.update(words - words_done)
             words_done = words
+            if stop[0] and i + 1 < n_batches:
+                return float(loss), examples, alpha
         bar.update(raw_words - words_done)
-        return float(loss), n, alpha
+        schedule.epoch, schedule.batch, schedule.epoch_rng = epoch + 1, 0, None
+        return float(loss), examples, alpha
 
     def _step(self, docs: Tensor, update_shared: bool) -> Callable[[Batch, float], Tensor | float]:
         """The backend's SGD step, ``step(batch, alpha) -> loss``: fused Numba kernels or the PyTorch reference."""

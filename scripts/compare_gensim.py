@@ -37,8 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra parameters for our models, e.g. batch_size=4096 attention_alpha=2")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2,000 documents, 3 epochs, one seed (a few minutes on 2 cores)")
-    parser.add_argument("--out", default=None, help="output prefix (default docs/results/<dataset>[-quick])")
+    parser.add_argument("--out", default=None,
+                        help="output prefix (default: results/<dataset>[-quick] in the current folder; "
+                             "--out docs/results/<name> to publish a table in the docs)")
     return parser
+
+
+def check_bench_extra() -> None:
+    """Fail at once, with the install command, when the ``bench`` extra is missing."""
+    import importlib.util
+
+    missing = [name for name, module in (("scikit-learn", "sklearn"), ("psutil", "psutil"))
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SystemExit(f"compare_gensim.py needs {' and '.join(missing)}: pip install -e \".[bench]\"")
 
 
 def provenance(args: argparse.Namespace) -> dict:
@@ -79,6 +91,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_bench_extra()
     if args.quick:
         args.subset, args.epochs, args.seeds = args.subset or 2000, args.epochs or 3, args.seeds[:1]
     overrides = parse_overrides(args.set)
@@ -108,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows)
     table = markdown_table(summary)
     print(table)
-    out = Path(args.out or REPO / "docs" / "results" / (args.dataset + ("-quick" if args.quick else "")))
+    out = Path(args.out or Path.cwd() / "results" / (args.dataset + ("-quick" if args.quick else "")))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "provenance": started,
                                                     "runs": rows, "summary": summary}, indent=1))

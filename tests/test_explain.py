@@ -26,8 +26,13 @@ def assert_png(path):
     assert data[:8] == PNG_SIGNATURE and len(data) > 2000
 
 
-def test_issue_snippet_runs_unchanged_and_draws_the_heatmap():
+def test_issue_snippet_runs_unchanged_and_draws_the_heatmap(tmp_path, monkeypatch, caplog):
+    """As a script on a machine without a display, the snippet saves its map and says where."""
     from attn_doc2vec import Doc2Vec, TaggedDocument
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
 
     documents = [TaggedDocument(words=['I', 'love', 'Gensim'], tags=['1']),
                  TaggedDocument(words=['Gensim', 'is', 'great'], tags=['2'])]
@@ -35,9 +40,12 @@ def test_issue_snippet_runs_unchanged_and_draws_the_heatmap():
     model.build_vocab(documents)
     model.train(documents, total_examples=model.corpus_count, epochs=model.epochs,
                 compute_loss=True, callbacks=[model.compute_weights])
-    model.visualize_attention()
+    with caplog.at_level("WARNING", logger="attn_doc2vec.explain"):
+        model.visualize_attention()
+    assert_png(tmp_path / "attention-1.png")
+    assert f"saved it to {tmp_path / 'attention-1.png'}" in caplog.text
 
-    fig = model.visualize_attention()
+    fig = model.visualize_attention(show=False)
     ax = axes_named(fig, "attention")
     assert heatmap_shape(ax) == (3, 3)  # 3 target words x 3 context words
     assert [t.get_text() for t in ax.get_yticklabels()] == ["I", "love", "Gensim"]
@@ -78,7 +86,7 @@ def test_visualize_writes_png_and_pages_long_documents(small_model, topic_docs, 
     assert_png(tmp_path / "long.png")
     w = small_model.window
     assert heatmap_shape(axes_named(fig, "attention")) == (30, 30 + 2 * w)
-    fig = small_model.visualize_attention(words[:80], kind="weights", length=None, annot=False)
+    fig = small_model.visualize_attention(words[:80], kind="weights", length=None, annot=False, show=False)
     assert heatmap_shape(axes_named(fig, "attention")) == (80, 80)
     small_model.visualize_importance(0, path=tmp_path / "text.png", per_line=10)
     assert_png(tmp_path / "text.png")

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from attn_doc2vec.context.base import ContextInputs, ContextLayer, ContextOutput, document_mean, masked_softmax
 
 CONTEXT_SCORES = ("word+position", "word", "shared")
+ATTENTION_PARTS = ("both", "document", "context")
 
 
 class PooledAttention(ContextLayer):
@@ -55,7 +56,7 @@ class PooledAttention(ContextLayer):
                  context_scores: str = "word") -> None:
         super().__init__()
         self.learned = not uniform
-        if parts not in ("both", "document", "context"):
+        if parts not in ATTENTION_PARTS:
             raise ValueError(f"The 'attention_parts' parameter must be 'both', 'document' or 'context'. "
                              f"Got {parts!r} instead.")
         # which attention learns: over the context words, over the document's words, or both
