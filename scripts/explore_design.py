@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_gensim import parse_overrides, provenance  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from attn_doc2vec import Doc2Vec  # noqa: E402
 from attn_doc2vec.benchmark import SHARED, classify  # noqa: E402
+from attn_doc2vec.cli.compare import parse_overrides, provenance  # noqa: E402
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset  # noqa: E402
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -60,8 +59,7 @@ def test_dataset_shuffle_is_seeded_and_tokens_are_lowercase() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (HAS_DATA and HAS_SKLEARN), reason="needs ../shared/data and the bench extra")
 def test_quick_comparison_has_every_row(tmp_path) -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
-    import compare_gensim
+    from attn_doc2vec.cli import compare as compare_gensim
 
     out = tmp_path / "quick"
     compare_gensim.main(["--dataset", "20news", "--quick", "--subset", "600", "--device", "cpu", "--out", str(out)])

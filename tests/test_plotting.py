@@ -1,9 +1,7 @@
-"""Figures: drawn from extracted data, headless, the right shape, and written by scripts/visualize.py."""
+"""Figures: drawn from extracted data, headless, the right shape."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +11,6 @@ from attn_doc2vec import plotting
 from attn_doc2vec.attention import history_frame, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def axes_named(fig, name):
@@ -78,24 +69,3 @@ def test_history_figure_has_one_row_per_epoch(small_model):
     assert len(axes_named(fig, "entropy").get_lines()) >= 2  # one line per tracked document
     with pytest.raises(ValueError, match="tracked documents are"):
         plotting.attention_history(history, doc="nope")
-
-
-def test_visualize_script_writes_pngs(small_model, topic_docs, tmp_path, capsys, monkeypatch):
-    script = load_script("visualize")
-    small_model.save(tmp_path / "ckpt")
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(d.words) for d in topic_docs[:20]) + "\n", encoding="utf-8")
-    out = tmp_path / "tag3.png"
-    assert script.main([str(tmp_path / "ckpt"), "--tag", "3", "--corpus", str(corpus), "--tokenizer", "whitespace",
-                        "--out", str(out), "--length", "20"]) == 0
-    assert out.stat().st_size > 2000 and (tmp_path / "tag3-importance.png").stat().st_size > 2000
-    text = tmp_path / "text.txt"
-    text.write_text(" ".join(topic_docs[2].words[:45]), encoding="utf-8")
-    script.main([str(tmp_path / "ckpt"), "--text-file", str(text), "--tokenizer", "whitespace", "--all-pages",
-                 "--out", str(tmp_path / "page.png"), "--no-importance"])
-    assert sorted(p.name for p in tmp_path.glob("page-p*.png")) == ["page-p01.png", "page-p02.png"]
-    assert "most attended tokens" in capsys.readouterr().out
-    monkeypatch.setattr(sys, "argv", ["visualize.py", "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        script.main()
-    assert exit_info.value.code == 0 and "--tag" in capsys.readouterr().out

@@ -1,8 +1,8 @@
-"""Command-line scripts: train.py's flags come from the config with the right types; Ctrl-C and --resume."""
+"""The command line (``attn-doc2vec``, ``scripts/*.py``): typed flags from the config, Ctrl-C and --resume,
+attention maps written by ``visualize``."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,21 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_doc2vec import Doc2VecConfig
+from attn_doc2vec import Doc2VecConfig, cli
+from attn_doc2vec.cli import train as train_cli
+from attn_doc2vec.cli import visualize as visualize_cli
 from attn_doc2vec.config import config_fields
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_train_flags_parse_every_config_type():
-    parser = load_script("train").build_parser()
+    parser = train_cli.build_parser()
     args = parser.parse_args(["--alpha", "0.05", "--doc-share", "0.5", "--uniform-attention", "false",
                               "--max-vocab-size", "none", "--pool-share", "0.2", "--context", "mean",
                               "--workers", "2"])
@@ -39,7 +34,7 @@ def test_train_flags_parse_every_config_type():
 
 def test_train_help_has_no_empty_or_repeated_defaults(capsys):
     with pytest.raises(SystemExit):
-        load_script("train").build_parser().parse_args(["--help"])
+        train_cli.build_parser().parse_args(["--help"])
     text = capsys.readouterr().out
     assert "(default: None)" not in text and "``" not in text and ":mod:" not in text
     assert text.count("(default: 0.0001)") == 1  # --min-alpha once, not repeated by the formatter
@@ -81,3 +76,38 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_model(tmp_path):
     assert a.schedule.finished and a.epochs_trained == 8
     np.testing.assert_array_equal(a.dv.vectors, b.dv.vectors)
     np.testing.assert_array_equal(a.wv.vectors, b.wv.vectors)
+
+
+def test_visualize_writes_pngs(small_model, topic_docs, tmp_path, capsys, monkeypatch):
+    script = visualize_cli
+    small_model.save(tmp_path / "ckpt")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(d.words) for d in topic_docs[:20]) + "\n", encoding="utf-8")
+    out = tmp_path / "tag3.png"
+    assert script.main([str(tmp_path / "ckpt"), "--tag", "3", "--corpus", str(corpus), "--tokenizer", "whitespace",
+                        "--out", str(out), "--length", "20"]) == 0
+    assert out.stat().st_size > 2000 and (tmp_path / "tag3-importance.png").stat().st_size > 2000
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(topic_docs[2].words[:45]), encoding="utf-8")
+    script.main([str(tmp_path / "ckpt"), "--text-file", str(text), "--tokenizer", "whitespace", "--all-pages",
+                 "--out", str(tmp_path / "page.png"), "--no-importance"])
+    assert sorted(p.name for p in tmp_path.glob("page-p*.png")) == ["page-p01.png", "page-p02.png"]
+    assert "most attended tokens" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["visualize.py", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        script.main()
+    assert exit_info.value.code == 0 and "--tag" in capsys.readouterr().out
+
+
+def test_console_command_dispatches_and_is_installed(capsys):
+    from importlib.metadata import entry_points
+
+    assert cli.main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("train", "visualize", "compare", "bench"))
+    assert cli.main(["nonsense"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0 and "--save-every" in capsys.readouterr().out
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts.get("attn-doc2vec") == "attn_doc2vec.cli:main"
