@@ -1,14 +1,16 @@
-"""The head-to-head benchmark: table building, and a slow smoke run of compare_gensim --quick."""
+"""The head-to-head benchmark: table building, the generated quality section of docs/benchmarks.md, and a slow
+smoke run of compare_gensim --quick."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from attn_doc2vec.benchmark import CONCATENATIONS, MODELS, RunSpec, markdown_table, summarize
+from attn_doc2vec.benchmark import CONCATENATIONS, MODELS, SHARED, RunSpec, markdown_table, summarize
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset, strip_headers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,3 +71,60 @@ def test_quick_comparison_has_every_row(tmp_path) -> None:
     assert all(0.0 < row["accuracy_mean"] <= 1.0 for row in result["summary"])
     table = out.with_suffix(".md").read_text()
     assert all(f"| {m} |" in table for m in models)
+
+
+def _benchmarks_report():
+    spec = importlib.util.spec_from_file_location("benchmarks_report", REPO / "scripts" / "benchmarks_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+
+
+def _figures_of(value, out: set[str]) -> set[str]:
+    """Every way the report may print a number held in a result file: as written, rounded, or in percent."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _figures_of(key, out)
+            _figures_of(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _figures_of(item, out)
+    elif isinstance(value, str):
+        out.update(NUMBER.findall(value))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out.update({str(value), f"{value:,.0f}", f"{value:.0f}", f"{value:.1f}", f"{value:.2f}",
+                    f"{100 * value:.2f}", f"{100 * value:.1f}"})
+    return out
+
+
+def test_benchmarks_quality_section_is_generated_from_result_files(tmp_path, monkeypatch) -> None:
+    """docs/benchmarks.md's quality section is what scripts/benchmarks_report.py makes of docs/results/*.json, and
+    every number in it is a figure of a result file or one of the protocol settings of attn_doc2vec.benchmark."""
+    report = _benchmarks_report()
+    section = report.render_section()
+    page = (REPO / "docs" / "benchmarks.md").read_text()
+    assert report.extract_section(page) == section, "hand edit? run python scripts/benchmarks_report.py"
+    assert report.render_page(page, section) == page  # --check passes
+
+    files = sorted((REPO / "docs" / "results").glob("*.json"))
+    assert files and all(f"(results/{path.name})" in section for path in files)  # one table per result file
+    allowed: set[str] = set()
+    for path in files:
+        _figures_of(json.loads(path.read_text()), allowed)
+    _figures_of([SHARED, MODELS], allowed)  # the settings the protocol paragraph quotes
+    text = re.sub(r"\d{4}-\d{2}-\d{2}", "", section)  # the date of the note is not a figure
+    unbacked = set(NUMBER.findall(text)) - allowed
+    assert not unbacked, f"numbers in docs/benchmarks.md with no result file behind them: {sorted(unbacked)}"
+    for gone in ("43.90", "55.52", "53.89", "45.90", "75.1", "68.7", "76.0", "1.54", "1.89"):  # hand-copied
+        assert gone not in section
+
+    # --check fails on a hand edit and leaves the page alone
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(page.replace("| 73.61 |", "| 73.62 |"))
+    monkeypatch.setattr(report, "DOC", doc)
+    assert report.main(["--check"]) == 1
+    assert "| 73.62 |" in doc.read_text()
+    assert report.main([]) == 0 and report.main(["--check"]) == 0 and doc.read_text() == page
