@@ -18,6 +18,7 @@ from attn_doc2vec.context.pooled import ATTENTION_PARTS, CONTEXT_SCORES
 SGD_ALPHA = 0.025  # gensim's default learning rate, for the designs trained with gensim's SGD
 ADAGRAD_ALPHA = 0.1  # default learning rate of the designs trained by autograd with row-wise Adagrad
 BACKENDS = ("auto", "torch", "numba")
+UPDATE_RULES = ("batch", "example")  # how the autograd designs apply a batch (see Doc2VecConfig.update_rule)
 
 
 @dataclass
@@ -88,6 +89,11 @@ class Doc2VecConfig:
         ``attention`` only: which attention learns, ``"both"``, ``"document"`` (over the document's own
         words; the context stays a mean) or ``"context"`` (over the context words; the document's words
         are pooled by a plain mean).
+    update_rule : str
+        The autograd designs (``attention``, ``docquery``, ``docloss``): ``"batch"`` computes a batch's
+        gradients from the same tables, sums them per row and takes one row-wise Adagrad step per row
+        (both backends, equal up to float rounding); ``"example"`` (Numba backend only) steps example
+        after example, each seeing the previous one's updates, as gensim's SGD does.
     context_scores : str
         ``attention`` only: how context words are scored, ``"word+position"`` (a score per word plus one per
         relative position), ``"word"`` (per word only) or ``"shared"`` (the document attention's word scores).
@@ -125,6 +131,7 @@ class Doc2VecConfig:
     uniform_attention: bool = False
     attention_parts: str = "both"
     context_scores: str = "word"
+    update_rule: str = "batch"
 
     def validate(self) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -190,6 +197,9 @@ class Doc2VecConfig:
         if self.context_scores not in CONTEXT_SCORES:
             raise ValueError(f"The 'context_scores' parameter must be 'word+position', 'word' or 'shared'. "
                              f"Got {self.context_scores!r} instead.")
+        if self.update_rule not in UPDATE_RULES:
+            raise ValueError(f"The 'update_rule' parameter must be one of {', '.join(map(repr, UPDATE_RULES))}. "
+                             f"Got {self.update_rule!r} instead.")
         if not isinstance(self.uniform_attention, bool):
             raise ValueError(f"The 'uniform_attention' parameter must be True or False. "
                              f"Got {self.uniform_attention!r} instead.")

@@ -1,11 +1,17 @@
 """The CPU backend of the autograd context designs: one Numba kernel, exact hand-written gradients.
 
 :class:`LayerFusedStep` runs the step of :class:`~attn_doc2vec.training.AutogradStep` (the design's
-forward pass, its gradient, row-wise Adagrad) example after example, in batch order: example
-``b + 1`` sees the updates of example ``b``, as in gensim's SGD. It equals the PyTorch reference
-run with one example per batch (``tests/test_fused_layers.py`` holds them equal); within an example,
-a row used several times (a word in the context and in the document sample, a repeated negative)
-gets its gradients summed before its Adagrad step, as the reference does.
+forward pass, its gradient, row-wise Adagrad) under one of two rules (``Doc2VecConfig.update_rule``):
+
+* ``"batch"`` (the default): every example's gradient is computed from the tables as they were at the
+  start of the batch, summed per row (document, word, output, attention score), and each row takes
+  one Adagrad step: exactly AutogradStep's rule, so both backends give the same model up to float
+  rounding (``tests/test_context.py`` holds them equal on whole batches).
+* ``"example"``: example after example, in batch order: example ``b + 1`` sees the updates of example
+  ``b``, as in gensim's SGD; equal to the PyTorch reference run with one example per batch.
+
+Within an example, a row used several times (a word in the context and in the document sample, a
+repeated negative) gets its gradients summed first, as the reference does.
 
 Designs (``DESIGNS``): ``attention`` (pooled document words), ``docquery``, ``docloss``; the
 gradients are written out in the comments of :func:`_example`. One thread: the kernel is serial,
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 from numba import njit
 
+from attn_doc2vec.config import UPDATE_RULES
 from attn_doc2vec.fused import _table
 from attn_doc2vec.model import Batch, Doc2VecModule
 
@@ -65,7 +72,8 @@ def _scalar_step(param, state, i, g, lr):
 def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
          docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
          bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
-         learn_pool, learn_context, ctx_mode):
+         learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
+         wscore, wcontext, out_slot, out_rows, obuf, gscores):
     n_batch, n_tags = doc_slots.shape
     n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
@@ -96,6 +104,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
     inv_sqrt = f32(1.0 / math.sqrt(dim))
     total = 0.0
+    n_dt = 0  # batch rule: rows touched so far in the batch (documents, words, outputs)
+    n_wt = 0
+    n_ot = 0
     for b in range(n_batch):
         # ---- forward -------------------------------------------------------------------------
         n_doc = 0
@@ -301,7 +312,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                         ugrad[slot, k] += de * qd[k] * inv_sqrt
                         gqd[k] += de * wv[w, k] * inv_sqrt
                 elif design == DOCLOSS:
-                    if learn_context and update_shared:
+                    if batched:
+                        gscores[w, positions[b, s]] += de
+                    elif learn_context and update_shared:
                         _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
                                      w * scores.shape[1] + positions[b, s], de, lr_layer)
                 elif ctx_mode == SHARED:
@@ -314,9 +327,58 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             # d(Qd)/dQ = outer(., d); d(Qd)/dd = Q^T .
             for i in range(dim):
                 for k in range(dim):
-                    gquery[i, k] = gqd[i] * d[k]
+                    if batched:  # summed over the batch, applied once at its end
+                        gquery[i, k] += gqd[i] * d[k]
+                    else:
+                        gquery[i, k] = gqd[i] * d[k]
                     gd[k] += query[i, k] * gqd[i]
-        # ---- updates: row-wise Adagrad, each row once per example ------------------------------
+        if batched:
+            # ---- batch rule: sum this example's gradients per row; the steps come after the batch ----
+            for t in range(n_tags):
+                r = doc_slots[b, t]
+                if r >= 0:
+                    slot = doc_slot[r]
+                    if slot < 0:
+                        slot = n_dt
+                        n_dt += 1
+                        doc_slot[r] = slot
+                        doc_rows[slot] = r
+                        for k in range(dim):
+                            dbuf[slot, k] = 0.0
+                    for k in range(dim):
+                        dbuf[slot, k] += gd[k] / n_doc
+            if not update_shared:
+                continue
+            for u in range(n_u):
+                w = urows[u]
+                slot = word_slot[w]
+                if slot < 0:
+                    slot = n_wt
+                    n_wt += 1
+                    word_slot[w] = slot
+                    word_rows[slot] = w
+                    wscore[slot] = 0.0
+                    wcontext[slot] = 0.0
+                    for k in range(dim):
+                        wbuf[slot, k] = 0.0
+                for k in range(dim):
+                    wbuf[slot, k] += ugrad[u, k]
+                wscore[slot] += uscore[u]
+                wcontext[slot] += ucontext[u]
+            for u in range(n_o):
+                o = orows[u]
+                slot = out_slot[o]
+                if slot < 0:
+                    slot = n_ot
+                    n_ot += 1
+                    out_slot[o] = slot
+                    out_rows[slot] = o
+                    for k in range(dim):
+                        obuf[slot, k] = 0.0
+                for k in range(dim):
+                    obuf[slot, k] += ograd[u, k]
+            continue
+        # ---- example rule: row-wise Adagrad, each row once per example --------------------------
         for t in range(n_tags):
             r = doc_slots[b, t]
             if r >= 0:
@@ -347,6 +409,37 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         else:
             for i in range(bias.shape[0]):
                 gbias[i] = 0.0
+    if batched:
+        # ---- batch rule: one Adagrad step per row with the batch's summed gradient (AutogradStep's) ----
+        for slot in range(n_dt):
+            _row_step(docs, doc_state, doc_rows[slot], dbuf[slot], lr, dim)
+            doc_slot[doc_rows[slot]] = -1
+        for slot in range(n_wt):
+            w = word_rows[slot]
+            _row_step(wv, word_state, w, wbuf[slot], lr, dim)
+            if design == POOLED:
+                if learn_pool:
+                    _scalar_step(salience, salience_state, w, wscore[slot], lr_layer)
+                if learn_context:
+                    _scalar_step(context, context_state, w, wcontext[slot], lr_layer)
+            word_slot[w] = -1
+        for slot in range(n_ot):
+            _row_step(ov, out_state, out_rows[slot], obuf[slot], lr, dim)
+            out_slot[out_rows[slot]] = -1
+        if update_shared and learn_context:
+            for i in range(bias.shape[0]):
+                _scalar_step(bias, bias_state, i, gbias[i], lr_layer)
+            if design == DOCQUERY:
+                flat, flat_state = query.reshape(-1), query_state.reshape(-1)
+                gflat = gquery.reshape(-1)
+                for i in range(flat.shape[0]):
+                    _scalar_step(flat, flat_state, i, gflat[i], lr_layer)
+            if design == DOCLOSS:
+                flat, flat_state, gflat = scores.reshape(-1), scores_state.reshape(-1), gscores.reshape(-1)
+                for i in range(flat.shape[0]):
+                    if gflat[i] != 0.0:
+                        _scalar_step(flat, flat_state, i, gflat[i], lr_layer)
+                        gflat[i] = 0.0
     return total
 
 
@@ -363,14 +456,21 @@ class LayerFusedStep:
         Also update words, outputs and the layer (False during inference).
     attention_alpha : float
         Learning-rate multiplier for the layer's parameters.
+    update_rule : {"batch", "example"}
+        ``"batch"``: every gradient of the batch computed from the same tables, summed per row, one
+        Adagrad step per row (:class:`~attn_doc2vec.training.AutogradStep`'s rule, equal to it up to float
+        rounding); ``"example"``: example after example, each seeing the previous one's updates.
     """
 
     def __init__(self, module: Doc2VecModule, docs: torch.Tensor, update_shared: bool,
-                 attention_alpha: float = 1.0) -> None:
+                 attention_alpha: float = 1.0, update_rule: str = "batch") -> None:
+        if update_rule not in UPDATE_RULES:
+            raise ValueError(f"The 'update_rule' parameter must be one of {UPDATE_RULES}. Got {update_rule!r} instead.")
         layer = module.layer
         self.design = DESIGNS[layer.name]
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha
+        self.batched = update_rule == "batch"
         learnable = set(layer.learnable())
         self.ctx_mode = CONTEXT_MODES[getattr(layer, "context_scores", "word+position")]
         self.learn_pool = "row_salience" in learnable  # with "shared" scores, r learns from both attentions
@@ -394,15 +494,42 @@ class LayerFusedStep:
         else:
             shares = (layer.doc_share, 1.0 - layer.doc_share, 0.0)
         self.shares = np.asarray(shares, np.float32)
+        # batch rule: row -> slot maps (kept at -1 between steps) and per-slot gradient sums, grown on demand
+        n_docs, n_words, dim = self.docs.shape[0], self.tables[0].shape[0], self.docs.shape[1]
+        self._maps = (np.full(n_docs if self.batched else 1, -1, np.int64),
+                      np.full(n_words if self.batched else 1, -1, np.int64),
+                      np.full(n_words if self.batched else 1, -1, np.int64))
+        self._sizes = (n_docs, n_words, dim)
+        self._buffers: tuple[np.ndarray, ...] | None = None
+        self._capacity = (0, 0, 0)
+        scores = self.params[8]
+        self._gscores = np.zeros_like(scores) if self.batched and layer.name == "docloss" else empty2.copy()
 
     def __call__(self, batch: Batch, alpha: float) -> float:
-        """Apply the batch's examples in order with learning rate ``alpha``; return their summed loss."""
+        """Apply the batch with learning rate ``alpha`` (see ``update_rule``); return its summed loss."""
         arrays = [np.ascontiguousarray(x.numpy()) for x in (batch.doc_slots, batch.words, batch.positions,
                                                               batch.word_mask, batch.outputs, batch.output_mask)]
         if batch.pool_words is None:
             pool = (np.zeros((arrays[0].shape[0], 0), np.int64), np.zeros((arrays[0].shape[0], 0), np.bool_))
         else:
             pool = (np.ascontiguousarray(batch.pool_words.numpy()), np.ascontiguousarray(batch.pool_mask.numpy()))
+        buffers = self._buffers_for(arrays[0].size, arrays[1].shape[0] * (arrays[1].shape[1] + pool[0].shape[1]),
+                                    arrays[4].size)
+        doc_slot, word_slot, out_slot = self._maps
+        doc_rows, dbuf, word_rows, wbuf, wscore, wcontext, out_rows, obuf = buffers
         return _run(self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
                     *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha), self.update_shared,
-                    self.learn_pool, self.learn_context, self.ctx_mode)
+                    self.learn_pool, self.learn_context, self.ctx_mode, self.batched, doc_slot, doc_rows, dbuf,
+                    word_slot, word_rows, wbuf, wscore, wcontext, out_slot, out_rows, obuf, self._gscores)
+
+    def _buffers_for(self, n_doc: int, n_word: int, n_out: int) -> tuple[np.ndarray, ...]:
+        """Per-slot gradient sums large enough for a batch's distinct rows (at most its entries, or the table)."""
+        n_docs, n_words, dim = self._sizes
+        need = (min(n_doc, n_docs), min(n_word, n_words), min(n_out, n_words)) if self.batched else (1, 1, 1)
+        if self._buffers is None or any(n > c for n, c in zip(need, self._capacity, strict=True)):
+            nd, nw, no = need
+            self._capacity = need
+            self._buffers = (np.empty(nd, np.int64), np.empty((nd, dim), np.float32), np.empty(nw, np.int64),
+                             np.empty((nw, dim), np.float32), np.empty(nw, np.float32), np.empty(nw, np.float32),
+                             np.empty(no, np.int64), np.empty((no, dim), np.float32))
+        return self._buffers

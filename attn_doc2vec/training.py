@@ -387,7 +387,10 @@ class Trainer:
             if self.backend == "numba":
                 from attn_doc2vec.fused_layers import LayerFusedStep  # imports Numba only when it is used
 
-                return LayerFusedStep(self.module, docs, update_shared, cfg.attention_alpha)
+                return LayerFusedStep(self.module, docs, update_shared, cfg.attention_alpha, cfg.update_rule)
+            if cfg.update_rule != "batch":
+                raise ValueError(f"update_rule={cfg.update_rule!r} runs on the Numba backend only (backend='numba' "
+                                 "on a CPU); the PyTorch backend applies the 'batch' rule.")
             return AutogradStep(self.module, docs, update_shared, cfg.attention_alpha)
 
         def reference(batch: Batch, alpha: float) -> Tensor:

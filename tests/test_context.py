@@ -42,13 +42,15 @@ def example(batch: Batch, i: int) -> Batch:
     ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context")),
     ("attention", dict(context_scores="word")), ("attention", dict(context_scores="shared"))])
 def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
-    """The hand-written Numba gradients and Adagrad steps equal autograd's, example by example."""
+    """update_rule="example": the hand-written Numba gradients and Adagrad steps equal autograd's, example by
+    example."""
     model = trained(topic_docs, context, **extra)
     batch = batch_of(model, topic_docs[:12])
     ref, fast = copy.deepcopy(model.module), copy.deepcopy(model.module)
     step = AutogradStep(ref, ref.doc_vectors.data, True, attention_alpha=2.0)
     loss_ref = sum(float(step(example(batch, i), 0.05)) for i in range(batch.outputs.shape[0]))
-    loss_fast = LayerFusedStep(fast, fast.doc_vectors.data, True, attention_alpha=2.0)(batch, 0.05)
+    fused = LayerFusedStep(fast, fast.doc_vectors.data, True, attention_alpha=2.0, update_rule="example")
+    loss_fast = fused(batch, 0.05)
     assert loss_fast == pytest.approx(loss_ref, rel=1e-5)
     moved = 0.0
     for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values(), strict=True):
@@ -175,3 +177,22 @@ def test_bad_shares_are_refused():
         Doc2VecConfig(doc_share=0.6, pool_share=0.5).validate()
     with pytest.raises(ValueError, match=r"'pool_sample' parameter must be an int >= 1"):
         Doc2VecConfig(pool_sample=0).validate()
+
+
+@pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [
+    ("attention", dict(attention_parts="document")), ("attention", dict(context_scores="word+position")),
+    ("attention", dict(context_scores="shared"))])
+def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_docs, context, extra):
+    """update_rule="batch": the Numba kernel sums the batch's gradients per row and steps once, as AutogradStep."""
+    model = trained(topic_docs, context, **extra)
+    ref, fast = copy.deepcopy(model.module), copy.deepcopy(model.module)
+    step_ref = AutogradStep(ref, ref.doc_vectors.data, True, attention_alpha=2.0)
+    step_fast = LayerFusedStep(fast, fast.doc_vectors.data, True, attention_alpha=2.0, update_rule="batch")
+    for seed, n in ((0, 24), (1, 40), (2, 7)):  # several batches: the row maps must be reset between steps
+        batch = batch_of(model, topic_docs[:12], n=n, seed=seed)
+        assert step_fast(batch, 0.05) == pytest.approx(float(step_ref(batch, 0.05)), rel=1e-5)
+    moved = 0.0
+    for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+        moved += float((a - model.module.state_dict()[name]).abs().sum())
+    assert moved > 0
