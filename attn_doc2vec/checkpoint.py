@@ -113,6 +113,7 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
         previous = _owned_config(path)
         generation = uuid.uuid4().hex[:12]
         files = {"tensors": f"model.{generation}.safetensors", "vocab": f"vocab.{generation}.json"}
+        staging = path / f".staging-{generation}"
         try:
             tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
             tensors["vocab.cum_table"] = torch.from_numpy(vocab.cum_table.astype(np.int64))
@@ -127,8 +128,12 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
                 tensors["rng.state"] = generator.get_state()
             if epoch_rng is not None:
                 tensors["rng.epoch_state"] = epoch_rng.cpu()
-            save_file(tensors, str(path / files["tensors"]))
-            _fsync(path / files["tensors"])
+            # safetensors may write through a temporary file of its own: let it do so in a staging folder
+            # that is ours by name, so that a kill leaves nothing we could not recognise and clean
+            staging.mkdir()
+            save_file(tensors, str(staging / TENSORS_FILE))
+            _fsync(staging / TENSORS_FILE)
+            os.replace(staging / TENSORS_FILE, path / files["tensors"])
             _write_json(path / files["vocab"], {"words": [encode_key(k) for k in vocab.wv.index_to_key],
                                                 "tags": [encode_key(k) for k in vocab.dv.index_to_key],
                                                 "attribute_dtypes": dtypes})
@@ -149,6 +154,8 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
             for name in (*files.values(), f"{CONFIG_FILE}.{generation}.tmp"):
                 (path / name).unlink(missing_ok=True)
             raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         _clean(path, keep=set(files.values()), previous=previous)
     logger.info("saved checkpoint to %s", path)
     return path
@@ -255,7 +262,8 @@ def _vocabulary(words: dict, tensors: dict[str, torch.Tensor], config: Doc2VecCo
 
 # Files a save writes, and nothing else is ever deleted: this generation's tensors and vocabulary,
 # its staged config, and the staging/aside directories of format 1-2 saves beside the checkpoint.
-_OWNED = re.compile(r"^(model\.[0-9a-f]{12}\.safetensors|vocab\.[0-9a-f]{12}\.json|config\.json\.[0-9a-f]{12}\.tmp)$")
+_OWNED = re.compile(r"^(model\.[0-9a-f]{12}\.safetensors|vocab\.[0-9a-f]{12}\.json|config\.json\.[0-9a-f]{12}\.tmp"
+                    r"|\.staging-[0-9a-f]{12})$")
 
 
 def _owned_config(path: Path) -> dict | None:
@@ -286,7 +294,10 @@ def _clean(path: Path, keep: set[str], previous: dict | None) -> None:
         stale |= set(previous.get("sha256", {}))
     stale |= {p.name for p in path.iterdir() if _OWNED.match(p.name)}
     for name in stale - keep - {CONFIG_FILE}:
-        (path / name).unlink(missing_ok=True)
+        if (path / name).is_dir():
+            shutil.rmtree(path / name, ignore_errors=True)  # a staging folder a killed save left
+        else:
+            (path / name).unlink(missing_ok=True)
     for leftover in _legacy_leftovers(path):
         shutil.rmtree(leftover, ignore_errors=True)
 

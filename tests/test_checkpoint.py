@@ -311,6 +311,8 @@ def test_debris_of_a_killed_save_is_cleaned_by_the_next_one(saved) -> None:
     model, path = saved
     (path / "model.0123456789ab.safetensors").write_bytes(b"\x00" * 10)  # what a kill mid-write leaves
     (path / "config.json.0123456789ab.tmp").write_text("{")
+    (path / ".staging-0123456789ab").mkdir()  # safetensors' own temporary file, inside our staging folder
+    (path / ".staging-0123456789ab" / ".tmp8nsa8X").write_bytes(b"\x00" * 10)
     (path / "model.safetensors.bak").write_text("not ours")  # similar name, not our pattern: kept
     assert_same_model(Doc2Vec.load(path), model)
     model.save(path)
@@ -402,7 +404,8 @@ def test_killed_saves_always_leave_a_loadable_checkpoint(tmp_path) -> None:
         assert loaded.config.seed in range(kill + 1)
     loaded.save(path)
     names = files(path)
-    assert sorted(os.listdir(path)) == sorted([CONFIG_FILE, names["tensors"], names["vocab"]])
+    listing = sorted(os.listdir(path))
+    assert listing == sorted([CONFIG_FILE, names["tensors"], names["vocab"]]), listing
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".ckpt")]
 
 
