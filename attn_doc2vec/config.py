@@ -76,7 +76,8 @@ class Doc2VecConfig:
     doc_share : float or None
         PV-DM: the document vectors' fixed share of the context vector, the words sharing the
         rest; None gives the design's default: every input the same share for ``mean``/``sum``/``wordpos``
-        (as gensim's mean does), 1/2 for ``attention``, ``docquery`` and ``docloss``.
+        (as gensim's mean does), 0 for ``attention`` (no free document vector: a document is represented by
+        its attention-pooled words), 1/2 for ``docquery`` and ``docloss``.
     pool_share : float
         ``attention`` only: share of the attention-pooled document words in the hidden vector.
     pool_sample : int
@@ -125,8 +126,8 @@ class Doc2VecConfig:
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
-    pool_share: float = 0.25
-    pool_sample: int = 20
+    pool_share: float = 0.5
+    pool_sample: int = 40
     context_dropout: float = 0.3
     uniform_attention: bool = False
     attention_parts: str = "both"
@@ -188,6 +189,9 @@ class Doc2VecConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f"The {name!r} parameter must be a number in [0, 1). Got {value!r} instead.")
         share = self.doc_share if self.doc_share is not None else DEFAULT_DOC_SHARE["attention"]
+        if self.dm == 1 and self.context == "attention" and share + self.pool_share <= 0:
+            raise ValueError("context='attention' needs doc_share or pool_share > 0: with neither, a document has no "
+                             f"representation. Got doc_share={self.doc_share!r}, pool_share={self.pool_share!r}.")
         if self.dm == 1 and self.context == "attention" and share + self.pool_share >= 1:
             raise ValueError(f"context='attention' needs doc_share + pool_share < 1 so that the context words keep "
                              f"a share. Got doc_share={self.doc_share!r}, pool_share={self.pool_share!r}.")

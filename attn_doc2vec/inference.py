@@ -67,9 +67,11 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
     docs = torch.from_numpy(initial_vectors(word_lists, config.vector_size)).to(device)
     if len(encoded.tokens) == 0:
         return docs
-    sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
-    Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
-                                         progress=progress, desc="inferring")
+    free_share = module.layer.document_shares()[0] if module.pools_documents else 1.0
+    if free_share > 0:  # with no free document vector (attention's default) inference is the forward pass alone
+        sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
+        Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
+                                             progress=progress, desc="inferring")
     if module.pools_documents:  # the pooled words are a forward pass: no optimisation
         tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
         offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)

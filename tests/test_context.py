@@ -38,7 +38,7 @@ def example(batch: Batch, i: int) -> Batch:
     return Batch(**{k: None if v is None else v[i:i + 1] for k, v in batch.__dict__.items()})
 
 
-@pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [
+@pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [("attention", dict(doc_share=0.3)),
     ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context")),
     ("attention", dict(context_scores="word")), ("attention", dict(context_scores="shared"))])
 def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
@@ -61,7 +61,7 @@ def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
 
 @pytest.mark.parametrize("context", DESIGNS)
 def test_fused_inference_step_updates_only_the_documents(topic_docs, context):
-    model = trained(topic_docs, context)
+    model = trained(topic_docs, context, doc_share=0.3)  # attention's default has no free document vector
     batch = batch_of(model, topic_docs[:12])
     before = copy.deepcopy(model.module.state_dict())
     docs = model.module.doc_vectors.data.clone()
@@ -179,7 +179,7 @@ def test_bad_shares_are_refused():
         Doc2VecConfig(pool_sample=0).validate()
 
 
-@pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [
+@pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [("attention", dict(doc_share=0.3)),
     ("attention", dict(attention_parts="document")), ("attention", dict(context_scores="word+position")),
     ("attention", dict(context_scores="shared"))])
 def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_docs, context, extra):

@@ -12,6 +12,8 @@ from gensim.models.keyedvectors import pseudorandom_weak_vector
 from attn_doc2vec import Doc2Vec, TaggedDocument
 from attn_doc2vec.inference import infer, initial_vectors
 
+TOPIC_SETTINGS = dict(vector_size=16, min_count=1, sample=0.0, batch_size=256, device="cpu", seed=1)
+
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
@@ -131,13 +133,22 @@ def test_documents_without_known_words_get_their_starting_vector(topic_model, to
     assert not np.array_equal(mixed[0], initial_vectors([topic_docs[0].words], topic_model.vector_size)[0])
 
 
-def test_schedule_arguments_are_used(topic_model, topic_docs) -> None:
+@pytest.mark.parametrize("extra", [dict(context="mean"), dict(context="attention", doc_share=0.3)])
+def test_schedule_arguments_are_used(topic_docs, extra) -> None:
+    model = Doc2Vec(topic_docs, **{**TOPIC_SETTINGS, "epochs": 5, **extra})
     words = topic_docs[0].words
-    default = topic_model.infer_vector(words)
-    np.testing.assert_array_equal(default, topic_model.infer_vector(words, epochs=topic_model.epochs,
-                                                                       alpha=topic_model.alpha))
-    assert not np.allclose(default, topic_model.infer_vector(words, epochs=2))
-    assert not np.allclose(default, topic_model.infer_vector(words, alpha=topic_model.alpha / 4))
+    default = model.infer_vector(words)
+    np.testing.assert_array_equal(default, model.infer_vector(words, epochs=model.epochs, alpha=model.alpha))
+    assert not np.allclose(default, model.infer_vector(words, epochs=2))
+    assert not np.allclose(default, model.infer_vector(words, alpha=model.alpha / 4))
+
+
+def test_default_attention_infers_by_a_forward_pass(topic_model, topic_docs) -> None:
+    """With no free document vector (attention's default), a document's vector is its attention-pooled words:
+    inferring a training document gives exactly its trained vector, whatever the schedule."""
+    assert topic_model.module.layer.document_shares()[0] == 0
+    inferred = topic_model.infer_vectors([d.words for d in topic_docs[:5]], epochs=1, alpha=0.5)
+    np.testing.assert_allclose(inferred, topic_model.dv.vectors[:5], rtol=1e-5, atol=1e-6)
 
 
 def test_infer_function_returns_a_tensor_on_the_module_device(topic_model, topic_docs) -> None:

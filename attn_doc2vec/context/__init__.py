@@ -32,7 +32,9 @@ HAND_WRITTEN = ("mean", "sum", "wordpos")
 LAYERS: dict[str, type[ContextLayer]] = {"attention": PooledAttention, "docquery": DocQueryAttention,
                                          "docloss": DocLossAttention}
 CONTEXT_NAMES = tuple(LAYERS) + HAND_WRITTEN
-DEFAULT_DOC_SHARE = {"attention": 0.5, "docquery": 0.5, "docloss": 0.5}
+# attention: no free document vector by default: the document is its attention-pooled words (measured best,
+# docs/attention-designs.md); docquery and docloss need one (their attention is queried by / trained through it)
+DEFAULT_DOC_SHARE = {"attention": 0.0, "docquery": 0.5, "docloss": 0.5}
 
 __all__ = ["CONTEXT_NAMES", "HAND_WRITTEN", "LAYERS", "ContextInputs", "ContextLayer", "ContextOutput",
            "build_layer", "is_autograd", "masked_softmax",
