@@ -114,6 +114,7 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
         generation = uuid.uuid4().hex[:12]
         files = {"tensors": f"model.{generation}.safetensors", "vocab": f"vocab.{generation}.json"}
         staging = path / f".staging-{generation}"
+        committed = False
         try:
             tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
             tensors["vocab.cum_table"] = torch.from_numpy(vocab.cum_table.astype(np.int64))
@@ -149,10 +150,12 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
                 "sha256": {name: _sha256(path / name) for name in files.values()},
             })
             os.replace(staged_config, path / CONFIG_FILE)  # the commit: config.json names the new files
+            committed = True
             _fsync_dir(path)
         except BaseException:
-            for name in (*files.values(), f"{CONFIG_FILE}.{generation}.tmp"):
-                (path / name).unlink(missing_ok=True)
+            if not committed:  # after the commit the new files are the checkpoint: never delete them
+                for name in (*files.values(), f"{CONFIG_FILE}.{generation}.tmp"):
+                    (path / name).unlink(missing_ok=True)
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -513,3 +513,18 @@ def test_a_diverged_model_does_not_replace_a_good_checkpoint(saved) -> None:
 def test_inference_blames_bad_arguments(small_model, kwargs, words) -> None:
     with pytest.raises(ValueError, match=words):
         small_model.infer_vector(["fruit1"], **kwargs)
+
+
+def test_an_interrupt_right_after_the_commit_keeps_the_new_checkpoint(saved, topic_docs, monkeypatch) -> None:
+    """Ctrl-C landing between the commit (config.json replaced) and the end of save: the new files stay."""
+    model, path = saved
+    model.train(topic_docs[:20], epochs=1)
+
+    def interrupted(directory) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "_fsync_dir", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    monkeypatch.undo()
+    assert_same_model(Doc2Vec.load(path), model)
