@@ -71,6 +71,7 @@ class RunResult:
     words_per_second: float
     peak_rss_mb: float
     infer_seconds: float | None = None
+    config: dict[str, Any] | None = None  # our models: the whole resolved configuration, defaults included
     train_vectors: np.ndarray | None = field(default=None, repr=False)
     test_vectors: np.ndarray | None = field(default=None, repr=False)
     train_labels: np.ndarray | None = field(default=None, repr=False)
@@ -82,7 +83,7 @@ class RunResult:
         return {**asdict(self.spec), "params": params, "accuracy": self.accuracy,
                 "error": 1 - self.accuracy, "train_seconds": self.train_seconds,
                 "words_per_second": self.words_per_second, "peak_rss_mb": self.peak_rss_mb,
-                "infer_seconds": self.infer_seconds}
+                "infer_seconds": self.infer_seconds, "config": self.config}
 
 
 def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
@@ -145,6 +146,7 @@ def run(spec: RunSpec) -> RunResult:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return RunResult(spec=spec, accuracy=accuracy, train_seconds=train_seconds,
                      words_per_second=words / train_seconds, peak_rss_mb=peak, infer_seconds=infer_seconds,
+                     config=None if library == "gensim" else model.config.to_dict(),
                      train_vectors=train_x, test_vectors=test_x, train_labels=train_y, test_labels=test_y)
 
 

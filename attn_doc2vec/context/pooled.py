@@ -4,7 +4,8 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
 
     h = s_d * d  +  s_c * sum_j p_j x_j  +  s_p * sum_i q_i x_i
 
-* ``d``: the free document vector (PV-DM's paragraph vector), share ``s_d``;
+* ``d``: the free document vector (PV-DM's paragraph vector), share ``s_d`` (0 by default: measured best,
+  docs/attention-designs.md, so the default document is its pooled words alone, ``h = ½ ctx + ½ pool``);
 * the context words ``x_j`` of the target's window, weighted by ``p = softmax(c[w_j])``;
 * ``x_i``: ``P`` words drawn at random from the same document (the target excluded), pooled by
   ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
@@ -15,7 +16,8 @@ word), ``"word+position"`` (``c[w] + b[pos]``) or ``"shared"`` (the document's `
 Newsgroups (docs/attention-designs.md), a position score learns to favour the adjacent words and costs
 the document vectors several points, as ``wordpos`` did. ``attention_parts`` picks which of the two
 attentions learns (``"both"``, ``"document"`` or ``"context"``); the other stays uniform.
-A document's representation (``model.dv``) is ``(s_d d + s_p pool(doc)) / (s_d + s_p)`` where
+A document's representation (``model.dv``) is ``(s_d d + s_p pool(doc)) / (s_d + s_p)`` (``pool(doc)`` by
+default) where
 ``pool(doc)`` pools *all* its words with ``softmax(r)``: a forward pass, no optimisation needed
 for the pooled part. Sampling a few words per target gives every word of a long document its
 share of training without a Python loop, and the random subset acts as Doc2VecC's corruption.
