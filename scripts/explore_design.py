@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     started = provenance(args)  # before training: the commit is the one that runs
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
     params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
-    model = Doc2Vec(seed=args.seed, device=args.device, **params)
+    params.setdefault("device", args.device)  # --set device=... wins over --device
+    model = Doc2Vec(seed=args.seed, **params)
     model.build_vocab(docs)
     t0 = time.perf_counter()
     model.train(docs, epochs=model.epochs, progress=False)
