@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {"falsification": table("20news-3000-*.json"), "explore": explore_table(),
               "round3": table("20news-3000-attention-d0-p50-batch*.json")}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
+                                  ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-quarter", "imdb-quarter-*.json", "error"),
                                   ("imdb-full", "imdb-full-*.json", "error")):
         if f"<!-- {name}:begin -->" in text:
