@@ -190,9 +190,7 @@ class Doc2Vec(AttentionMixin):
             Loss, time and words/s of each epoch.
         """
         self._require_module("train")
-        epochs = self.config.epochs if epochs is None else epochs
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"The 'epochs' parameter must be an int >= 1. Got {epochs!r} instead.")
+        epochs = _check_epochs(self.config.epochs if epochs is None else epochs, "The 'epochs' parameter")
         start = self.config.alpha if start_alpha is None else start_alpha
         end = self.config.min_alpha if end_alpha is None else end_alpha
         _check_alphas(start, end, "start_alpha", "end_alpha")
@@ -327,9 +325,8 @@ class Doc2Vec(AttentionMixin):
                 raise TypeError(f"Document #{i} to infer must be a list of tokens (not {type(words).__name__} "
                                 f"{str(words)[:40]!r}); split it first, e.g. text.split().")
         word_lists = [list(w) for w in word_lists]
-        epochs = self.config.epochs if epochs is None else epochs
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"The 'epochs' parameter of inference must be an int >= 1. Got {epochs!r} instead.")
+        epochs = _check_epochs(self.config.epochs if epochs is None else epochs,
+                               "The 'epochs' parameter of inference")
         alpha = self.config.alpha if alpha is None else alpha
         min_alpha = self.config.min_alpha if min_alpha is None else min_alpha
         _check_alphas(alpha, min_alpha, "alpha", "min_alpha")
@@ -437,6 +434,13 @@ class Doc2Vec(AttentionMixin):
         size = f"{len(self.vocab.wv)} words, {len(self.vocab.dv)} docs" if self.vocab else "no vocabulary"
         mode = f"PV-DM/{self.config.context}" if self.config.dm else "PV-DBOW"
         return f"Doc2Vec<{mode}, vector_size={self.config.vector_size}, window={self.config.window}, {size}>"
+
+
+def _check_epochs(epochs: Any, what: str) -> int:
+    """``epochs`` if it is an int >= 1, else a ValueError starting with ``what``."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"{what} must be an int >= 1. Got {epochs!r} instead.")
+    return epochs
 
 
 def _check_alphas(alpha: Any, min_alpha: Any, name: str, min_name: str) -> None:

@@ -68,6 +68,19 @@ def _scalar_step(param, state, i, g, lr):
         param[i] -= lr * g / (math.sqrt(state[i]) + EPS)
 
 
+@njit(cache=True, inline="always")
+def _batch_slot(slot_of, rows, buf, row, n_used):
+    """The batch rule's slot of ``row`` (a fresh, zeroed one if the batch has not touched it), and the slots used."""
+    slot = slot_of[row]
+    if slot >= 0:
+        return slot, n_used
+    slot_of[row] = n_used
+    rows[n_used] = row
+    for k in range(buf.shape[1]):
+        buf[n_used, k] = 0.0
+    return n_used, n_used + 1
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
          docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
@@ -337,44 +350,25 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             for t in range(n_tags):
                 r = doc_slots[b, t]
                 if r >= 0:
-                    slot = doc_slot[r]
-                    if slot < 0:
-                        slot = n_dt
-                        n_dt += 1
-                        doc_slot[r] = slot
-                        doc_rows[slot] = r
-                        for k in range(dim):
-                            dbuf[slot, k] = 0.0
+                    slot, n_dt = _batch_slot(doc_slot, doc_rows, dbuf, r, n_dt)
                     for k in range(dim):
                         dbuf[slot, k] += gd[k] / n_doc
             if not update_shared:
                 continue
             for u in range(n_u):
                 w = urows[u]
-                slot = word_slot[w]
-                if slot < 0:
-                    slot = n_wt
-                    n_wt += 1
-                    word_slot[w] = slot
-                    word_rows[slot] = w
+                slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
+                if n_new > n_wt:  # a row new to this batch: its score sums start at zero too
                     wscore[slot] = 0.0
                     wcontext[slot] = 0.0
-                    for k in range(dim):
-                        wbuf[slot, k] = 0.0
+                    n_wt = n_new
                 for k in range(dim):
                     wbuf[slot, k] += ugrad[u, k]
                 wscore[slot] += uscore[u]
                 wcontext[slot] += ucontext[u]
             for u in range(n_o):
                 o = orows[u]
-                slot = out_slot[o]
-                if slot < 0:
-                    slot = n_ot
-                    n_ot += 1
-                    out_slot[o] = slot
-                    out_rows[slot] = o
-                    for k in range(dim):
-                        obuf[slot, k] = 0.0
+                slot, n_ot = _batch_slot(out_slot, out_rows, obuf, o, n_ot)
                 for k in range(dim):
                     obuf[slot, k] += ograd[u, k]
             continue
