@@ -10,6 +10,7 @@ the same code.
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,11 @@ def invocation() -> str:
 
 
 def source_revision() -> dict:
-    """The git commit of the installed source and whether its tracked files were modified ("unknown" when
-    the package is not installed from a checkout)."""
+    """The git commit of the installed source and whether its tracked files were modified.
+
+    A copy without git history (a source tree shipped to another machine) names its commit in the
+    ``ATTN_DOC2VEC_COMMIT`` environment variable; otherwise the commit is "unknown".
+    """
     source = Path(__file__).resolve().parents[2]
 
     def git(*cmd: str) -> str | None:
@@ -55,5 +59,5 @@ def source_revision() -> dict:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {"commit": "unknown", "dirty": None}
+        return {"commit": os.environ.get("ATTN_DOC2VEC_COMMIT", "unknown"), "dirty": None}
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}

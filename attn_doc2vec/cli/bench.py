@@ -263,8 +263,8 @@ def markdown(rows: list[dict[str, Any]], infer: list[dict[str, Any]], meta: dict
     """The speed section of docs/benchmarks.md."""
     lines = [BEGIN, "## Training speed and memory", "",
              f"`{meta['command']}`", "",
-             f"{meta['machine']}; {meta['settings']}. words/s counts corpus tokens before downsampling "
-             "per second of `train()` (vocabulary building excluded); the median of the alternating runs, "
+             f"{meta['machine']}{device_note(meta)}; {meta['settings']}. words/s counts corpus tokens before "
+             "downsampling per second of `train()` (vocabulary building excluded); the median of the alternating runs, "
              "with their range. Ratio: ours / gensim's counterpart (PV-DM mean for PV-DM, PV-DBOW for "
              "PV-DBOW) in the same call. Peak RSS is the whole process, Python token lists included. "
              f"Load average before / after: {meta['load_before']} / {meta['load_after']} (shared machine: "
@@ -310,6 +310,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def device_note(meta: dict[str, Any]) -> str:
+    """", on <GPU>" when our models ran on a GPU (result files before this field: nothing)."""
+    device = meta.get("device", "cpu")
+    return "" if device == "cpu" else f"; our models on {device}"
+
+
+def device_name(device: str) -> str:
+    """The accelerator's name when ``device`` is a CUDA device, else ``"cpu"``."""
+    import torch
+
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__})"
+    return "cpu"
 
 
 def write_section(path: Path, section: str) -> None:
@@ -365,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": invocation(),
             **source_revision(),
             "machine": f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "device": device_name(args.device),
             "settings": (f"{args.corpus}{subset}, "
                          f"vector_size={args.vector_size}, window={args.window}, negative={args.negative}, "
                          f"sample={args.sample:g}, min_count={args.min_count}, epochs={args.epochs}, "
