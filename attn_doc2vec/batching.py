@@ -64,6 +64,7 @@ class Sampler:
     negative: int
     generator: torch.Generator
     pool_sample: int = 0  # words drawn from each example's document (designs that pool them)
+    pool_group: int = 1  # positions of one document kept together in the order, sharing one sample
     context_dropout: float = 0.0  # probability of hiding each context word (designs that ask for it)
 
     @classmethod
@@ -95,6 +96,27 @@ class Sampler:
         torch.cumsum(counts, dim=0, out=offsets[1:])
         return DeviceCorpus(tokens=corpus.tokens[keep], docs=docs, offsets=offsets, tags=corpus.tags)
 
+    def epoch_order(self, corpus: DeviceCorpus) -> Tensor:
+        """The order of an epoch's PV-DM positions: a random permutation, or with ``pool_group = g > 1`` runs
+        of up to ``g`` positions of one document (each document's positions shuffled, then cut into runs),
+        the runs in random order."""
+        n = len(corpus)
+        device = corpus.tokens.device
+        if self.pool_group <= 1 or not self.pool_sample:
+            return torch.randperm(n, generator=self.generator, device=device)
+        g = self.pool_group
+        # positions are stored document after document: sorting by document + a uniform draw in [0, 1)
+        # shuffles each document's positions in place
+        within = torch.argsort(corpus.docs.double() + torch.rand(n, generator=self.generator, device=device,
+                                                                 dtype=torch.float64))
+        rank = torch.arange(n, device=device) - corpus.offsets[corpus.docs]  # rank of slot j within its document
+        lengths = corpus.offsets[1:] - corpus.offsets[:-1]
+        runs = (lengths + g - 1) // g
+        first = torch.cumsum(runs, 0) - runs  # each document's first run
+        run = first[corpus.docs] + rank // g  # (n,) run of slot j
+        shuffled = torch.randperm(int(runs.sum()), generator=self.generator, device=device)
+        return within[torch.argsort(shuffled[run], stable=True)]
+
     def negatives(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Draw outputs ``(B, 1 + negative)`` (target first) and the mask of negatives that differ from it."""
         draw = torch.randint(0, self.cum_max, (targets.shape[0], self.negative),
@@ -119,8 +141,15 @@ class Sampler:
         words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
         outputs, output_mask = self.negatives(corpus.tokens[positions])
         slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
-        pool_words = pool_mask = None
-        if self.pool_sample:
+        pool_words = pool_mask = pool_index = None
+        if self.pool_sample and self.pool_group > 1:
+            # one sample per document of the batch, shared by its examples (the target not excluded)
+            rows, pool_index = torch.unique(docs, return_inverse=True)
+            draw = torch.rand((rows.shape[0], self.pool_sample), generator=self.generator, device=positions.device)
+            first, length = corpus.offsets[rows][:, None], (corpus.offsets[rows + 1] - corpus.offsets[rows])[:, None]
+            pool_words = corpus.tokens[first + torch.minimum((draw * length).long(), length - 1)]  # (R, P)
+            pool_mask = torch.ones_like(pool_words, dtype=torch.bool)
+        elif self.pool_sample:
             # Doc2VecC's corruption: words drawn uniformly from the document, the target itself excluded
             draw = torch.rand((positions.shape[0], self.pool_sample), generator=self.generator,
                               device=positions.device)
@@ -129,7 +158,8 @@ class Sampler:
             pool_mask = pool != positions[:, None]
             pool_words = corpus.tokens[pool]
         return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
-                     outputs=outputs, output_mask=output_mask, pool_words=pool_words, pool_mask=pool_mask)
+                     outputs=outputs, output_mask=output_mask, pool_words=pool_words, pool_mask=pool_mask,
+                     pool_index=pool_index)
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
         """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""

@@ -82,6 +82,11 @@ class Doc2VecConfig:
         ``attention`` only: share of the attention-pooled document words in the hidden vector.
     pool_sample : int
         ``attention`` only: words drawn from the target's document per prediction and pooled.
+    pool_group : int
+        ``attention`` only: each epoch is ordered in runs of up to this many positions of one document
+        (runs shuffled, so a batch mixes about ``batch_size / pool_group`` documents), and a document's
+        examples in a batch share one draw of ``pool_sample`` words, pooled once. 1: every example draws
+        its own sample (the target excluded) and positions are shuffled freely.
     context_dropout : float
         ``docquery`` only: training-time probability of hiding each context word.
     uniform_attention : bool
@@ -128,6 +133,7 @@ class Doc2VecConfig:
     row_update_cap: int = 32
     pool_share: float = 0.5
     pool_sample: int = 40
+    pool_group: int = 1
     context_dropout: float = 0.3
     uniform_attention: bool = False
     attention_parts: str = "both"
@@ -184,6 +190,7 @@ class Doc2VecConfig:
                              f"Got {self.doc_share!r} instead.")
         _check_int(self, "row_update_cap", 1)
         _check_int(self, "pool_sample", 1)
+        _check_int(self, "pool_group", 1)
         for name in ("pool_share", "context_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

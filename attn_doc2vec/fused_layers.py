@@ -83,7 +83,7 @@ def _batch_slot(slot_of, rows, buf, row, n_used):
 
 @njit(fastmath=FASTMATH, cache=True)
 def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
-         docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
+         pool_index, docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
          bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
          learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
          wscore, wcontext, out_slot, out_rows, obuf, gscores):
@@ -116,6 +116,33 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     gbias = np.zeros(bias.shape[0], f32)
     gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
     inv_sqrt = f32(1.0 / math.sqrt(dim))
+    # batch rule: each document sample (pool row) is pooled once from the batch-start tables; the examples
+    # that share it sum their gradient with respect to it, spread over its words after the batch
+    row_pool = batched and design == POOLED
+    n_rows = pool_words.shape[0] if row_pool else 1
+    qrow = np.zeros((n_rows, n_pool), f32)
+    prow = np.zeros((n_rows, dim), f32)
+    nrow = np.zeros(n_rows, np.int64)
+    grow = np.zeros((n_rows, dim), f32)
+    if row_pool:
+        for r in range(n_rows):
+            top = f32(-1e30)
+            for i in range(n_pool):
+                if pool_mask[r, i]:
+                    nrow[r] += 1
+                    qrow[r, i] = salience[pool_words[r, i]]
+                    top = max(top, qrow[r, i])
+            norm = f32(0.0)
+            for i in range(n_pool):
+                if pool_mask[r, i]:
+                    qrow[r, i] = math.exp(qrow[r, i] - top)
+                    norm += qrow[r, i]
+            for i in range(n_pool):
+                if pool_mask[r, i]:
+                    qrow[r, i] /= norm
+                    w = pool_words[r, i]
+                    for k in range(dim):
+                        prow[r, k] += qrow[r, i] * wv[w, k]
     total = 0.0
     n_dt = 0  # batch rule: rows touched so far in the batch (documents, words, outputs)
     n_wt = 0
@@ -177,24 +204,29 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         n_p = 0
         for k in range(dim):
             pooled[k] = 0.0
-        if design == POOLED:
+        pr = pool_index[b]  # the example's document sample
+        if row_pool:
+            n_p = nrow[pr]
+            for k in range(dim):
+                pooled[k] = prow[pr, k]
+        elif design == POOLED:
             top = f32(-1e30)
             for i in range(n_pool):
-                if pool_mask[b, i]:
+                if pool_mask[pr, i]:
                     n_p += 1
-                    q[i] = salience[pool_words[b, i]]
+                    q[i] = salience[pool_words[pr, i]]
                     top = max(top, q[i])
             norm = f32(0.0)
             for i in range(n_pool):
-                if pool_mask[b, i]:
+                if pool_mask[pr, i]:
                     q[i] = math.exp(q[i] - top)
                     norm += q[i]
                 else:
                     q[i] = 0.0
             for i in range(n_pool):
-                if pool_mask[b, i]:
+                if pool_mask[pr, i]:
                     q[i] /= norm
-                    w = pool_words[b, i]
+                    w = pool_words[pr, i]
                     for k in range(dim):
                         pooled[k] += q[i] * wv[w, k]
         # shares of (document, context, pool); a missing part gives its share away
@@ -275,10 +307,13 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 ga[s] = acc
                 mean_ga += p[s] * acc
         mean_gp = f32(0.0)
-        if design == POOLED:
+        if row_pool:
+            for k in range(dim):
+                grow[pr, k] += s_p * gh[k]
+        elif design == POOLED:
             for i in range(n_pool):
-                if pool_mask[b, i]:
-                    w = pool_words[b, i]
+                if pool_mask[pr, i]:
+                    w = pool_words[pr, i]
                     acc = f32(0.0)
                     for k in range(dim):
                         acc += gh[k] * wv[w, k]
@@ -287,7 +322,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         for k in range(dim):
             gqd[k] = 0.0
         n_u = 0
-        for s in range(n_ctx + n_pool):
+        for s in range(n_ctx if row_pool else n_ctx + n_pool):
             in_ctx = s < n_ctx
             if in_ctx:
                 if not word_mask[b, s]:
@@ -297,9 +332,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 de = s_c * p[s] * (ga[s] - mean_ga)
             else:
                 i = s - n_ctx
-                if design != POOLED or not pool_mask[b, i]:
+                if design != POOLED or not pool_mask[pr, i]:
                     continue
-                w = pool_words[b, i]
+                w = pool_words[pr, i]
                 coef = s_p * q[i]
                 de = s_p * q[i] * (gp[i] - mean_gp)
             slot = -1
@@ -403,6 +438,32 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         else:
             for i in range(bias.shape[0]):
                 gbias[i] = 0.0
+    if row_pool and update_shared:
+        # ---- batch rule: each sample's summed gradient g over its words: pooled = sum_i q_i x_i gives
+        # dL/dx_i = q_i g and dL/dr_i = q_i (g.x_i - sum_j q_j g.x_j) ----
+        for r in range(n_rows):
+            if nrow[r] == 0:
+                continue
+            mean_gp = f32(0.0)
+            for i in range(n_pool):
+                if pool_mask[r, i]:
+                    w = pool_words[r, i]
+                    acc = f32(0.0)
+                    for k in range(dim):
+                        acc += grow[r, k] * wv[w, k]
+                    gp[i] = acc
+                    mean_gp += qrow[r, i] * acc
+            for i in range(n_pool):
+                if pool_mask[r, i]:
+                    w = pool_words[r, i]
+                    slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
+                    if n_new > n_wt:
+                        wscore[slot] = 0.0
+                        wcontext[slot] = 0.0
+                        n_wt = n_new
+                    for k in range(dim):
+                        wbuf[slot, k] += qrow[r, i] * grow[r, k]
+                    wscore[slot] += qrow[r, i] * (gp[i] - mean_gp)
     if batched:
         # ---- batch rule: one Adagrad step per row with the batch's summed gradient (AutogradStep's) ----
         for slot in range(n_dt):
@@ -503,10 +564,13 @@ class LayerFusedStep:
         """Apply the batch with learning rate ``alpha`` (see ``update_rule``); return its summed loss."""
         arrays = [np.ascontiguousarray(x.numpy()) for x in (batch.doc_slots, batch.words, batch.positions,
                                                               batch.word_mask, batch.outputs, batch.output_mask)]
+        n = arrays[0].shape[0]
         if batch.pool_words is None:
-            pool = (np.zeros((arrays[0].shape[0], 0), np.int64), np.zeros((arrays[0].shape[0], 0), np.bool_))
+            pool = (np.zeros((n, 0), np.int64), np.zeros((n, 0), np.bool_), np.arange(n, dtype=np.int64))
         else:
-            pool = (np.ascontiguousarray(batch.pool_words.numpy()), np.ascontiguousarray(batch.pool_mask.numpy()))
+            index = np.arange(n, dtype=np.int64) if batch.pool_index is None else batch.pool_index.numpy()
+            pool = (np.ascontiguousarray(batch.pool_words.numpy()), np.ascontiguousarray(batch.pool_mask.numpy()),
+                    np.ascontiguousarray(index, dtype=np.int64))
         buffers = self._buffers_for(arrays[0].size, arrays[1].shape[0] * (arrays[1].shape[1] + pool[0].shape[1]),
                                     arrays[4].size)
         doc_slot, word_slot, out_slot = self._maps

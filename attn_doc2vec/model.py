@@ -57,9 +57,13 @@ class Batch:
     output_mask : Tensor
         ``(B, K)`` bool, False for negatives that drew the target itself (gensim skips them).
     pool_words : Tensor or None
-        ``(B, P)`` int64 rows of words sampled from each example's document (designs that pool them).
+        ``(R, P)`` int64 rows of words sampled from the examples' documents (designs that pool them):
+        one sample per example (``R = B``) unless ``pool_index`` says which sample each example uses.
     pool_mask : Tensor or None
-        ``(B, P)`` bool, True for real samples.
+        ``(R, P)`` bool, True for real samples.
+    pool_index : Tensor or None
+        ``(B,)`` int64 sample row of each example (``Doc2VecConfig.pool_group``: a document's examples in a
+        batch share one sample); None: example ``b`` uses row ``b``.
     """
 
     doc_slots: Tensor
@@ -70,6 +74,7 @@ class Batch:
     output_mask: Tensor
     pool_words: Tensor | None = None
     pool_mask: Tensor | None = None
+    pool_index: Tensor | None = None
 
 
 @dataclass
@@ -334,7 +339,7 @@ class Doc2VecModule(nn.Module):
     def gather(self, batch: Batch, doc_vectors: Tensor | None = None) -> dict[str, Tensor]:
         """The rows a batch reads, as fresh leaf tensors (autograd then gives per-slot gradients).
 
-        Returns a dict with ``docs`` ``(B, T, D)``, ``words`` ``(B, S, D)``, ``pool`` ``(B, P, D)`` (when
+        Returns a dict with ``docs`` ``(B, T, D)``, ``words`` ``(B, S, D)``, ``pool`` ``(R, P, D)`` (when
         the batch samples document words) and ``outputs`` ``(B, K, D)``.
         """
         docs = self.doc_vectors if doc_vectors is None else doc_vectors
@@ -349,7 +354,7 @@ class Doc2VecModule(nn.Module):
         inputs = ContextInputs(doc_x=rows["docs"] * (batch.doc_slots >= 0)[..., None], doc_mask=batch.doc_slots >= 0,
                                word_x=rows["words"], words=batch.words, positions=batch.positions,
                                word_mask=batch.word_mask, pool_x=rows.get("pool"), pool_words=batch.pool_words,
-                               pool_mask=batch.pool_mask)
+                               pool_mask=batch.pool_mask, pool_index=batch.pool_index)
         return self.layer(inputs)
 
     def layer_loss(self, batch: Batch, rows: dict[str, Tensor]) -> tuple[Tensor, ContextOutput]:

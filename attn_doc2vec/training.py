@@ -222,6 +222,7 @@ class Trainer:
         self.device = module.word_vectors.device
         self.backend = resolve_backend(config.backend, self.device)
         sampler.pool_sample = module.layer.pool_sample if module.uses_layer else 0
+        sampler.pool_group = config.pool_group
         sampler.context_dropout = module.layer.context_dropout if module.uses_layer else 0.0
         if self.backend == "numba" and not module.uses_layer:
             from attn_doc2vec.fused_batching import FusedSampler  # the same draws, batches cut by kernels
@@ -339,8 +340,10 @@ class Trainer:
         else:
             positions, slots = dbow_examples(kept)
         n = positions.shape[0]
-        # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it.
-        order = torch.randperm(n, generator=generator, device=self.device)
+        # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it
+        # (pool_group > 1: runs of a document's positions, in random order).
+        order = self.sampler.epoch_order(kept) if self.module.dm else torch.randperm(n, generator=generator,
+                                                                                     device=self.device)
         if resumed:
             generator.set_state(now)
         batch_size = self.config.batch_size

@@ -156,3 +156,30 @@ def test_same_seed_same_draws_different_seed_different_draws() -> None:
     assert torch.equal(draws[0][1].word_mask, draws[1][1].word_mask)
     assert torch.equal(draws[0][1].outputs, draws[1][1].outputs)
     assert not torch.equal(draws[0][1].outputs, draws[2][1].outputs)
+
+
+def test_pool_group_orders_runs_of_one_document_and_shares_its_sample() -> None:
+    lengths = [1, 2, 7, 3, 30, 5, 12]
+    _, corpus, sampler = prepare(random_docs(lengths, n_words=200), seed=3)
+    sampler.pool_sample, sampler.pool_group = 6, 4
+    order = sampler.epoch_order(corpus)
+    assert sorted(order.tolist()) == list(range(len(corpus)))  # every position once
+    docs = corpus.docs[order].tolist()
+    runs = [len(list(group)) for _, group in __import__("itertools").groupby(docs)]
+    # each document's positions come in runs of up to 4 (two runs of one document may meet by chance)
+    assert sum(runs) == len(corpus) and len(runs) >= sum((n + 3) // 4 for n in lengths) - 3
+    assert all(len([d for d in docs if d == i]) == n for i, n in enumerate(lengths))
+    assert not torch.equal(order, sampler.epoch_order(corpus))  # a fresh order every epoch
+    sampler.pool_group = 1
+    assert sampler.epoch_order(corpus).shape == order.shape  # the plain permutation
+    sampler.pool_group = 4
+    batch = sampler.pvdm_batch(corpus, order[:20])
+    doc = corpus.docs[order[:20]]
+    # one sample per document of the batch, every example pointing at its own document's sample
+    assert batch.pool_words.shape == (len(set(doc.tolist())), 6)
+    assert torch.equal(batch.pool_index.unique(), torch.arange(batch.pool_words.shape[0]))
+    for b in range(20):
+        d = int(doc[b])
+        own = set(corpus.tokens[corpus.offsets[d]:corpus.offsets[d + 1]].tolist())
+        assert set(batch.pool_words[batch.pool_index[b]].tolist()) <= own
+    assert batch.pool_mask.all()

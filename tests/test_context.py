@@ -30,17 +30,24 @@ def trained(topic_docs, context: str, **extra) -> Doc2Vec:
 def batch_of(model: Doc2Vec, docs, n: int = 24, seed: int = 0) -> Batch:
     corpus = DeviceCorpus.from_encoded(encode(docs, model.vocab), torch.device("cpu"))
     sampler = Sampler.from_vocab(model.vocab, model.config, torch.Generator().manual_seed(seed))
-    sampler.pool_sample = model.module.layer.pool_sample
+    sampler.pool_sample, sampler.pool_group = model.module.layer.pool_sample, model.config.pool_group
     return sampler.pvdm_batch(corpus, torch.randperm(len(corpus), generator=torch.Generator().manual_seed(seed))[:n])
 
 
 def example(batch: Batch, i: int) -> Batch:
-    return Batch(**{k: None if v is None else v[i:i + 1] for k, v in batch.__dict__.items()})
+    """Example ``i`` of ``batch`` as a batch of one (with its own document sample)."""
+    pool = ("pool_words", "pool_mask", "pool_index")
+    fields = {k: None if v is None else v[i:i + 1] for k, v in batch.__dict__.items() if k not in pool}
+    if batch.pool_words is not None:
+        r = i if batch.pool_index is None else int(batch.pool_index[i])
+        fields |= dict(pool_words=batch.pool_words[r:r + 1], pool_mask=batch.pool_mask[r:r + 1])
+    return Batch(**fields)
 
 
 @pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [("attention", dict(doc_share=0.3)),
     ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context")),
-    ("attention", dict(context_scores="word")), ("attention", dict(context_scores="shared"))])
+    ("attention", dict(context_scores="word")), ("attention", dict(context_scores="shared")),
+    ("attention", dict(pool_group=4))])
 def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
     """update_rule="example": the hand-written Numba gradients and Adagrad steps equal autograd's, example by
     example."""
@@ -181,7 +188,8 @@ def test_bad_shares_are_refused():
 
 @pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [("attention", dict(doc_share=0.3)),
     ("attention", dict(attention_parts="document")), ("attention", dict(context_scores="word+position")),
-    ("attention", dict(context_scores="shared"))])
+    ("attention", dict(context_scores="shared")), ("attention", dict(pool_group=4)),
+    ("attention", dict(pool_group=4, doc_share=0.3, context_scores="shared"))])
 def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_docs, context, extra):
     """update_rule="batch": the Numba kernel sums the batch's gradients per row and steps once, as AutogradStep."""
     model = trained(topic_docs, context, **extra)
@@ -190,6 +198,8 @@ def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_d
     step_fast = LayerFusedStep(fast, fast.doc_vectors.data, True, attention_alpha=2.0, update_rule="batch")
     for seed, n in ((0, 24), (1, 40), (2, 7)):  # several batches: the row maps must be reset between steps
         batch = batch_of(model, topic_docs[:12], n=n, seed=seed)
+        if model.config.pool_group > 1:  # a document's examples share one sample: fewer samples than examples
+            assert batch.pool_index is not None and batch.pool_words.shape[0] < n
         assert step_fast(batch, 0.05) == pytest.approx(float(step_ref(batch, 0.05)), rel=1e-5)
     moved = 0.0
     for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values(), strict=True):

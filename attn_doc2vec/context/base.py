@@ -45,12 +45,14 @@ class ContextInputs:
     word_mask : Tensor
         ``(B, S)`` bool, True where a context slot holds a real word.
     pool_x : Tensor or None
-        ``(B, P, D)`` vectors of words sampled from the example's own document (designs that pool
+        ``(R, P, D)`` vectors of words sampled from the examples' own documents (designs that pool
         the document's words), else None.
     pool_words : Tensor or None
-        ``(B, P)`` int64 rows of those words.
+        ``(R, P)`` int64 rows of those words.
     pool_mask : Tensor or None
-        ``(B, P)`` bool, True for real samples.
+        ``(R, P)`` bool, True for real samples.
+    pool_index : Tensor or None
+        ``(B,)`` the sample row each example uses (None: row ``b`` for example ``b``, ``R = B``).
     """
 
     doc_x: Tensor
@@ -62,6 +64,7 @@ class ContextInputs:
     pool_x: Tensor | None = None
     pool_words: Tensor | None = None
     pool_mask: Tensor | None = None
+    pool_index: Tensor | None = None
 
 
 @dataclass

@@ -10,6 +10,9 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
 * ``x_i``: ``P`` words drawn at random from the same document (the target excluded), pooled by
   ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
   instead of the plain average: ``r`` is one salience score per word, learned from the loss.
+  With ``pool_group = g > 1`` (config) a batch holds runs of ``g`` positions of a document and draws one
+  sample per document per batch, shared by those examples (the target not excluded, as in Doc2VecC):
+  the pooling is computed once per document instead of once per target.
 
 ``context_scores`` says how context words are scored: ``"word"`` (the default, ``c[w]``: one score per
 word), ``"word+position"`` (``c[w] + b[pos]``) or ``"shared"`` (the document's ``r[w]``). Measured on 20
@@ -88,8 +91,10 @@ class PooledAttention(ContextLayer):
         if inputs.pool_x is None:  # weights only (attention extraction): the document's words count as present
             pooled, has_pool = torch.zeros_like(ctx), torch.ones_like(n_tags, dtype=torch.bool)
         else:
-            q = masked_softmax(self.row_salience[inputs.pool_words], inputs.pool_mask)  # (B, P)
-            pooled, has_pool = torch.einsum("bp,bpd->bd", q, inputs.pool_x), inputs.pool_mask.any(1)  # (B, D)
+            q = masked_softmax(self.row_salience[inputs.pool_words], inputs.pool_mask)  # (R, P)
+            pooled, has_pool = torch.einsum("rp,rpd->rd", q, inputs.pool_x), inputs.pool_mask.any(1)  # (R, D)
+            if inputs.pool_index is not None:  # a document's examples share its sample
+                pooled, has_pool = pooled[inputs.pool_index], has_pool[inputs.pool_index]
         present = torch.stack([n_tags > 0, inputs.word_mask.any(1), has_pool], 1).to(dtype)
         share = present * torch.tensor(self.shares, dtype=dtype, device=d.device)  # (B, 3)
         share = share / share.sum(1, keepdim=True).clamp(min=1e-12)  # a missing part gives its share away
