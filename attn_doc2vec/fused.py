@@ -21,9 +21,11 @@ Batches for it are cut by :class:`~attn_doc2vec.fused_batching.FusedSampler`.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numba
@@ -36,6 +38,8 @@ from numba.extending import intrinsic
 
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.model import Batch, Doc2VecModule
+
+logger = logging.getLogger(__name__)
 
 MEAN, SUM, ATTENTION, DBOW = 0, 1, 2, 3
 MODES = {"mean": MEAN, "sum": SUM, "wordpos": ATTENTION}
@@ -75,6 +79,43 @@ def parallel_launch(threads: int | None = None) -> Iterator[None]:
             yield
         finally:
             numba.set_num_threads(previous)
+
+
+# Numba compiles a kernel at its first call in a process unless its on-disk cache (cache=True: beside the
+# sources, or in Numba's user cache directory when the install is read-only) already holds it.
+COMPILE_NOTICE_AFTER = 2.0  # seconds: a first call still running then is compiling
+_called: set[Callable] = set()
+_announced = threading.Event()
+_first_call_seconds = [0.0]
+
+
+def _announce_compilation() -> None:
+    if not _announced.is_set():
+        _announced.set()
+        logger.warning("compiling attn_doc2vec's CPU kernels (Numba), once per install: they are cached on disk "
+                       "for later runs, and the time is left out of the words/s figures")
+
+
+def call_kernel(kernel: Callable, *args):
+    """``kernel(*args)``; the first call of each kernel in the process is timed (:func:`first_call_seconds`)
+    and, when it takes over ``COMPILE_NOTICE_AFTER`` seconds (compiling), the user is told once."""
+    if kernel in _called:
+        return kernel(*args)
+    timer = threading.Timer(COMPILE_NOTICE_AFTER, _announce_compilation)
+    timer.daemon = True
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        return kernel(*args)
+    finally:
+        timer.cancel()
+        _first_call_seconds[0] += time.perf_counter() - t0
+        _called.add(kernel)
+
+
+def first_call_seconds() -> float:
+    """Seconds spent so far in this process in kernels' first calls (compiling or loading them)."""
+    return _first_call_seconds[0]
 
 
 # The kernels index tables as table[row, d] and never take row views (table[row]): a view
@@ -475,10 +516,10 @@ class FusedStep:
         scratch = self._scratch_for(*arrays[0].shape, arrays[1].shape[1], arrays[4].shape[1])
         with parallel_launch(self.threads):
             kernel = _step if self.threads > 1 else _step_serial
-            return kernel(*arrays, self.docs, self.word_vectors, self.output_vectors, self.word_scores,
-                         self.position_scores, self.mode, self.doc_share, np.float32(alpha),
-                         np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
-                         *scratch[:6], *self.counts, *scratch[6:])
+            return call_kernel(kernel, *arrays, self.docs, self.word_vectors, self.output_vectors,
+                               self.word_scores, self.position_scores, self.mode, self.doc_share, np.float32(alpha),
+                               np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
+                               *scratch[:6], *self.counts, *scratch[6:])
 
     def _scratch_for(self, n_batch: int, n_doc: int, n_ctx: int, n_out: int) -> tuple[np.ndarray, ...]:
         # Allocated once and reused: a trainer's batches all have the same shape but the last.

@@ -15,7 +15,7 @@ from numba import njit, prange
 from torch import Tensor
 
 from attn_doc2vec.batching import UINT32_RANGE, DeviceCorpus, Sampler
-from attn_doc2vec.fused import _prefetch1, parallel_launch
+from attn_doc2vec.fused import _prefetch1, call_kernel, parallel_launch
 from attn_doc2vec.model import Batch
 
 
@@ -137,7 +137,7 @@ class FusedSampler(Sampler):
             return corpus
         draws = torch.randint(0, UINT32_RANGE, (len(corpus),), generator=self.generator)
         with parallel_launch():
-            tokens, docs, offsets = _downsample(corpus.tokens.numpy(), corpus.offsets.numpy(),
+            tokens, docs, offsets = call_kernel(_downsample, corpus.tokens.numpy(), corpus.offsets.numpy(),
                                                 self.sample_int.numpy(), draws.numpy())
         return DeviceCorpus(tokens=torch.from_numpy(tokens), docs=torch.from_numpy(docs),
                             offsets=torch.from_numpy(offsets), tags=corpus.tags)
@@ -150,9 +150,9 @@ class FusedSampler(Sampler):
         n_ctx, n_tags = 2 * self.window, corpus.tags.shape[1]
         doc_slots, words = np.empty((n, n_tags), np.int64), np.empty((n, n_ctx), np.int64)
         word_mask, outputs, output_mask = _outputs(n, n_ctx, self.negative)
-        _pvdm_batch(corpus.tokens.numpy(), corpus.docs.numpy(), corpus.offsets.numpy(), corpus.tags.numpy(),
-                    positions.numpy(), reach.numpy(), draws.numpy(), self._cum, self._buckets, self._shift,
-                    self.window, doc_slots, words, word_mask, outputs, output_mask)
+        call_kernel(_pvdm_batch, corpus.tokens.numpy(), corpus.docs.numpy(), corpus.offsets.numpy(),
+                    corpus.tags.numpy(), positions.numpy(), reach.numpy(), draws.numpy(), self._cum, self._buckets,
+                    self._shift, self.window, doc_slots, words, word_mask, outputs, output_mask)
         if self._slots.shape[0] < n:
             self._slots = np.tile(np.arange(n_ctx, dtype=np.int64), (n, 1))
         return Batch(doc_slots=torch.from_numpy(doc_slots), words=torch.from_numpy(words),
@@ -166,8 +166,8 @@ class FusedSampler(Sampler):
         slots = np.zeros(n, np.int64) if tag_slot is None else tag_slot.numpy()
         doc_slots = np.empty((n, 1), np.int64)
         _, outputs, output_mask = _outputs(n, 0, self.negative)
-        _dbow_batch(corpus.tokens.numpy(), corpus.docs.numpy(), corpus.tags.numpy(), positions.numpy(), slots,
-                    draws.numpy(), self._cum, self._buckets, self._shift, doc_slots, outputs, output_mask)
+        call_kernel(_dbow_batch, corpus.tokens.numpy(), corpus.docs.numpy(), corpus.tags.numpy(), positions.numpy(),
+                    slots, draws.numpy(), self._cum, self._buckets, self._shift, doc_slots, outputs, output_mask)
         empty = torch.zeros((n, 0), dtype=torch.int64)
         return Batch(doc_slots=torch.from_numpy(doc_slots), words=empty, positions=empty, word_mask=empty.bool(),
                      outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask))

@@ -27,7 +27,7 @@ import torch
 from numba import njit
 
 from attn_doc2vec.config import UPDATE_RULES
-from attn_doc2vec.fused import _table
+from attn_doc2vec.fused import _table, call_kernel
 from attn_doc2vec.model import Batch, Doc2VecModule
 
 POOLED, DOCQUERY, DOCLOSS = 0, 1, 2
@@ -575,10 +575,11 @@ class LayerFusedStep:
                                     arrays[4].size)
         doc_slot, word_slot, out_slot = self._maps
         doc_rows, dbuf, word_rows, wbuf, wscore, wcontext, out_rows, obuf = buffers
-        return _run(self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
-                    *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha), self.update_shared,
-                    self.learn_pool, self.learn_context, self.ctx_mode, self.batched, doc_slot, doc_rows, dbuf,
-                    word_slot, word_rows, wbuf, wscore, wcontext, out_slot, out_rows, obuf, self._gscores)
+        return call_kernel(_run, self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
+                           *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha),
+                           self.update_shared, self.learn_pool, self.learn_context, self.ctx_mode, self.batched,
+                           doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf, wscore, wcontext, out_slot, out_rows,
+                           obuf, self._gscores)
 
     def _buffers_for(self, n_doc: int, n_word: int, n_out: int) -> tuple[np.ndarray, ...]:
         """Per-slot gradient sums large enough for a batch's distinct rows (at most its entries, or the table)."""

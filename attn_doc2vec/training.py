@@ -20,6 +20,7 @@ import importlib.util
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,6 +58,9 @@ class EpochStats:
         Wall time of the epoch.
     alpha : float
         Learning rate at the end of the epoch.
+    compile_seconds : float
+        Part of ``seconds`` spent in the CPU kernels' first calls in the process (compiling or loading
+        them from Numba's cache); :attr:`words_per_second` leaves it out.
     """
 
     epoch: int
@@ -65,6 +69,7 @@ class EpochStats:
     raw_words: int
     seconds: float
     alpha: float
+    compile_seconds: float = 0.0
 
     @property
     def mean_loss(self) -> float:
@@ -73,8 +78,8 @@ class EpochStats:
 
     @property
     def words_per_second(self) -> float:
-        """Corpus tokens (before downsampling) per second of training."""
-        return self.raw_words / max(self.seconds, 1e-9)
+        """Corpus tokens (before downsampling) per second of training, kernel compilation left out."""
+        return self.raw_words / max(self.seconds - self.compile_seconds, 1e-9)
 
 
 @dataclass
@@ -147,6 +152,12 @@ def stop_on_interrupt(enabled: bool) -> Iterator[list[bool]]:
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def first_call_seconds() -> float:
+    """Seconds this process spent in the CPU kernels' first calls (0 when Numba was never loaded)."""
+    fused = sys.modules.get("attn_doc2vec.fused")
+    return fused.first_call_seconds() if fused is not None else 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -295,7 +306,7 @@ class Trainer:
                 epoch = schedule.epoch
                 if on_epoch_begin is not None:
                     on_epoch_begin(epoch)
-                t0 = time.perf_counter()
+                t0, compiled0 = time.perf_counter(), first_call_seconds()
                 loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, schedule, bar,
                                                     encoded.raw_words, stop)
                 if doc_vectors is None and self.module.pools_documents:
@@ -304,7 +315,8 @@ class Trainer:
                 if schedule.batch:  # Ctrl-C stopped it in the middle of the epoch
                     raise TrainingInterrupted(schedule)
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
-                                   seconds=time.perf_counter() - t0, alpha=alpha)
+                                   seconds=time.perf_counter() - t0, alpha=alpha,
+                                   compile_seconds=first_call_seconds() - compiled0)
                 untrained = (1 + self.config.negative) * math.log(2)  # loss per prediction of zero output vectors
                 if not stats.mean_loss <= 10 * untrained:  # also catches nan and inf
                     raise FloatingPointError(

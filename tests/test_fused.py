@@ -249,3 +249,47 @@ def test_parallel_kernels_survive_python_threads(context, tmp_path) -> None:
                           env={**__import__("os").environ, "NUMBA_NUM_THREADS": "2"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "errors: []" in done.stdout
+
+
+def test_a_slow_first_kernel_call_is_announced_once_and_timed(monkeypatch, caplog):
+    """A first call that is still running after COMPILE_NOTICE_AFTER (Numba compiling) warns once per process;
+    every kernel's first call is timed, later calls are not."""
+    import logging
+    import threading
+    import time
+
+    from attn_doc2vec import fused
+
+    monkeypatch.setattr(fused, "COMPILE_NOTICE_AFTER", 0.05)
+    monkeypatch.setattr(fused, "_called", set())
+    monkeypatch.setattr(fused, "_announced", threading.Event())
+
+    def slow(x):
+        time.sleep(0.3)
+        return x + 1
+
+    def also_slow(x):
+        time.sleep(0.3)
+        return x
+
+    before = fused.first_call_seconds()
+    with caplog.at_level(logging.WARNING, logger="attn_doc2vec.fused"):
+        assert fused.call_kernel(slow, 1) == 2
+        assert fused.call_kernel(slow, 2) == 3
+        assert fused.call_kernel(also_slow, 7) == 7
+    notices = [r.getMessage() for r in caplog.records if "compiling" in r.getMessage()]
+    assert len(notices) == 1 and "once per install" in notices[0]
+    assert 0.6 <= fused.first_call_seconds() - before < 0.9  # two first calls, not the second call of slow
+
+
+def test_a_fast_first_kernel_call_says_nothing(monkeypatch, caplog):
+    import logging
+    import threading
+
+    from attn_doc2vec import fused
+
+    monkeypatch.setattr(fused, "_called", set())
+    monkeypatch.setattr(fused, "_announced", threading.Event())
+    with caplog.at_level(logging.WARNING, logger="attn_doc2vec.fused"):
+        assert fused.call_kernel(abs, -3) == 3
+    assert not [r for r in caplog.records if "compiling" in r.getMessage()]

@@ -312,3 +312,11 @@ def test_workers_set_threads_only_while_training(topic_docs, monkeypatch, backen
     with pytest.raises(RuntimeError), training_mode(CPU, 3):
         raise RuntimeError("interrupted")
     assert torch.get_num_threads() == threads
+
+
+def test_words_per_second_leaves_out_kernel_compilation():
+    from attn_doc2vec.training import EpochStats
+
+    stats = EpochStats(epoch=0, loss=1.0, examples=10, raw_words=1000, seconds=10.0, alpha=0.01, compile_seconds=8.0)
+    assert stats.words_per_second == pytest.approx(500.0)
+    assert EpochStats(0, 1.0, 10, 1000, 10.0, 0.01).words_per_second == pytest.approx(100.0)
