@@ -241,12 +241,19 @@ def decode_key(value: Any) -> Any:
     return tuple(decode_key(v) for v in value) if isinstance(value, list) else value
 
 
+# Config fields added after checkpoints existed, with the value that gives the behaviour those checkpoints
+# were trained with (where it differs from today's default).
+TRAINED_BEFORE = {"pool_group": 1}
+
+
 def _upgrade(config: dict, version: int) -> dict:
     """The config of an older format version, in today's terms."""
     config = dict(config)
     if version == 1 and config.get("context") == "attention":
         config["context"] = "wordpos"  # the same design (same tensors), renamed in version 2
         logger.info("format version 1 checkpoint: its context 'attention' is today's 'wordpos'")
+    for name, value in TRAINED_BEFORE.items():  # a field newer than the checkpoint: the behaviour it had
+        config.setdefault(name, value)
     return config
 
 

@@ -86,7 +86,8 @@ class Doc2VecConfig:
         ``attention`` only: each epoch is ordered in runs of up to this many positions of one document
         (runs shuffled, so a batch mixes about ``batch_size / pool_group`` documents), and a document's
         examples in a batch share one draw of ``pool_sample`` words, pooled once. 1: every example draws
-        its own sample (the target excluded) and positions are shuffled freely.
+        its own sample (the target excluded) and positions are shuffled freely. The default, 8, measured as
+        accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains about twice as fast.
     context_dropout : float
         ``docquery`` only: training-time probability of hiding each context word.
     uniform_attention : bool
@@ -133,7 +134,7 @@ class Doc2VecConfig:
     row_update_cap: int = 32
     pool_share: float = 0.5
     pool_sample: int = 40
-    pool_group: int = 1
+    pool_group: int = 8
     context_dropout: float = 0.3
     uniform_attention: bool = False
     attention_parts: str = "both"

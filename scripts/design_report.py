@@ -46,7 +46,7 @@ def _label(run: dict) -> str:
 
 def _settings(run: dict) -> str:
     params = run.get("config") or run.get("params") or run.get("overrides") or {}
-    keep = ("context", "window", "alpha", "doc_share", "pool_share", "pool_sample", "attention_parts",
+    keep = ("context", "window", "alpha", "doc_share", "pool_share", "pool_sample", "pool_group", "attention_parts",
             "context_scores", "update_rule", "uniform_attention")
     return " ".join(f"{k}={params[k]}" for k in keep if k in params)
 
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     text = DOC.read_text()
     blocks = {"falsification": table("20news-3000-*.json"), "explore": explore_table(),
-              "round3": table("20news-3000-attention-d0-p50-batch*.json")}
+              "round3": table("20news-3000-attention-d0-p50-batch*.json"),
+              "round4": table("20news-3000-attention-group*.json")}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-quarter", "imdb-quarter-*.json", "error"),

@@ -264,6 +264,16 @@ def test_version_2_checkpoint_loads_and_is_replaced_cleanly(saved, topic_docs) -
     assert_same_model(Doc2Vec.load(path), model)
 
 
+def test_a_checkpoint_older_than_a_config_field_keeps_the_behaviour_it_was_trained_with(saved) -> None:
+    """pool_group came with default 8; a checkpoint written before it was trained with one sample per example."""
+    model, path = saved
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    meta["config"].pop("pool_group")
+    (path / CONFIG_FILE).write_text(json.dumps(meta))
+    assert Doc2Vec.load(path).config.pool_group == 1
+    assert Doc2Vec(vector_size=8).config.pool_group == 8
+
+
 def test_save_before_build_vocab_names_the_fix(tmp_path) -> None:
     with pytest.raises(RuntimeError, match=r"Cannot save before the vocabulary is built: call model.build_vocab"):
         Doc2Vec(vector_size=8).save(tmp_path / "m")
