@@ -45,8 +45,8 @@ def invocation() -> str:
 def source_revision() -> dict:
     """The git commit of the installed source and whether its tracked files were modified.
 
-    A copy without git history (a source tree shipped to another machine) names its commit in the
-    ``ATTN_DOC2VEC_COMMIT`` environment variable; otherwise the commit is "unknown".
+    A copy shipped to another machine (without git history, or with stale history) names its commit in
+    the ``ATTN_DOC2VEC_COMMIT`` environment variable, which wins; without git the commit is "unknown".
     """
     source = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,9 @@ def source_revision() -> dict:
         except (OSError, subprocess.CalledProcessError):
             return None
 
+    if os.environ.get("ATTN_DOC2VEC_COMMIT"):  # named by whoever shipped the copy: its git metadata may be stale
+        return {"commit": os.environ["ATTN_DOC2VEC_COMMIT"], "dirty": None}
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {"commit": os.environ.get("ATTN_DOC2VEC_COMMIT", "unknown"), "dirty": None}
+        return {"commit": "unknown", "dirty": None}
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
