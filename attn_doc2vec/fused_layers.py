@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
-from numba import njit
+from numba import njit, prange
 
 from attn_doc2vec.config import UPDATE_RULES
-from attn_doc2vec.fused import _table, call_kernel
+from attn_doc2vec.fused import _table, call_kernel, parallel_launch
 from attn_doc2vec.model import Batch, Doc2VecModule
 
 POOLED, DOCQUERY, DOCLOSS = 0, 1, 2
@@ -592,3 +593,35 @@ class LayerFusedStep:
                              np.empty((nw, dim), np.float32), np.empty(nw, np.float32), np.empty(nw, np.float32),
                              np.empty(no, np.int64), np.empty((no, dim), np.float32))
         return self._buffers
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _pool_documents(scores, wv, tokens, offsets, out):
+    for d in prange(offsets.shape[0] - 1):
+        lo, hi = offsets[d], offsets[d + 1]
+        if hi <= lo:
+            continue
+        top = np.float32(-1e30)
+        for i in range(lo, hi):
+            top = max(top, scores[tokens[i]])
+        norm = np.float32(0.0)
+        for i in range(lo, hi):
+            norm += math.exp(scores[tokens[i]] - top)
+        for i in range(lo, hi):
+            w = tokens[i]
+            a = np.float32(math.exp(scores[w] - top) / norm)
+            for k in range(wv.shape[1]):
+                out[d, k] += a * wv[w, k]
+
+
+def pooled_documents_cpu(layer, word_vectors: torch.Tensor, tokens: torch.Tensor, offsets: torch.Tensor,
+                         threads: int | None = None) -> torch.Tensor:
+    """:func:`attn_doc2vec.context.pooled_documents` on the CPU in one parallel pass over the documents
+    (no gathered ``(N, D)`` copy of the tokens' vectors): the forward pass of inference and the end-of-epoch
+    ``model.dv`` of the pooling designs."""
+    scores = layer.pool_weights(torch.arange(word_vectors.shape[0])).to(torch.float32).numpy()
+    out = np.zeros((offsets.shape[0] - 1, word_vectors.shape[1]), np.float32)
+    with parallel_launch(min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)):
+        call_kernel(_pool_documents, np.ascontiguousarray(scores), _table(word_vectors.data, "word_vectors"),
+                    np.ascontiguousarray(tokens.numpy()), np.ascontiguousarray(offsets.numpy()), out)
+    return torch.from_numpy(out)

@@ -68,13 +68,13 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
     if len(encoded.tokens) == 0:
         return docs
     free_share = module.layer.document_shares()[0] if module.pools_documents else 1.0
+    trainer = Trainer(module, Sampler.from_vocab(vocab, config, make_generator(config.seed, device)), config)
     if free_share > 0:  # with no free document vector (attention's default) inference is the forward pass alone
-        sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
-        Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
-                                             progress=progress, desc="inferring")
+        trainer.run(encoded, epochs, alpha, min_alpha, doc_vectors=docs, progress=progress, desc="inferring")
     if module.pools_documents:  # the pooled words are a forward pass: no optimisation
         tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
         offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
         rows = torch.arange(len(word_lists), device=device)[:, None]
-        docs = module.document_vectors(docs, module.pool_tags(tokens, offsets, rows, len(word_lists)))
+        pooled = module.pool_tags(tokens, offsets, rows, len(word_lists), pool=trainer.pool_function())
+        docs = module.document_vectors(docs, pooled)
     return docs

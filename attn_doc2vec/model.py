@@ -28,6 +28,7 @@ is their forward pass, differentiated by autograd.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -148,7 +149,8 @@ class Doc2VecModule(nn.Module):
         """True when the design represents a document by pooling its own words too (``attention``)."""
         return self.layer is not None and self.layer.pool_sample > 0
 
-    def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int) -> Tensor:
+    def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int,
+                  pool: Callable[..., Tensor] | None = None) -> Tensor:
         """Pooled words of every tag row: the mean over the tag's documents of their pooled words.
 
         Parameters
@@ -159,6 +161,9 @@ class Doc2VecModule(nn.Module):
             ``(n_docs, T)`` tag rows of each document, ``-1`` padded.
         n_rows : int
             Rows of the result (documents' tag rows index it).
+        pool : callable, optional
+            ``pool(layer, word_vectors, tokens, offsets) -> (n_docs, D)``, the per-document pooling
+            (default :func:`attn_doc2vec.context.pooled_documents`; the CPU backend passes its kernel's).
 
         Returns
         -------
@@ -167,7 +172,7 @@ class Doc2VecModule(nn.Module):
         """
         from attn_doc2vec.context import pooled_documents
 
-        per_doc = pooled_documents(self.layer, self.word_vectors, tokens, offsets)  # (n_docs, D)
+        per_doc = (pool or pooled_documents)(self.layer, self.word_vectors, tokens, offsets)  # (n_docs, D)
         valid = tags >= 0
         doc_of = torch.arange(tags.shape[0], device=tags.device)[:, None].expand_as(tags)[valid]
         out = torch.zeros((n_rows, per_doc.shape[1]), dtype=per_doc.dtype, device=per_doc.device)

@@ -206,3 +206,19 @@ def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_d
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
         moved += float((a - model.module.state_dict()[name]).abs().sum())
     assert moved > 0
+
+
+def test_cpu_pooling_kernel_equals_the_reference():
+    """The Numba pooling (inference's forward pass, model.dv after each epoch) equals pooled_documents."""
+    from attn_doc2vec.fused_layers import pooled_documents_cpu
+
+    torch.manual_seed(1)
+    layer = build_layer(Doc2VecConfig(vector_size=6, window=2).validate(), n_words=40)
+    layer.row_salience.data.normal_(std=3.0)
+    words = torch.randn(40, 6)
+    lengths = [5, 1, 0, 30, 3, 0, 9]
+    tokens = torch.randint(0, 40, (sum(lengths),))
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]))
+    want = pooled_documents(layer, words, tokens, offsets)
+    torch.testing.assert_close(pooled_documents_cpu(layer, words, tokens, offsets, threads=64), want)
+    assert (want[[2, 5]] == 0).all() and (want.abs().sum(1)[[0, 1, 3, 4, 6]] > 0).all()
