@@ -102,6 +102,19 @@ class Doc2Vec(AttentionMixin):
             return getattr(config, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """``model.epochs = 5`` (any config field) changes the config, validated, as in gensim; once the
+        vocabulary is built only the training settings (:data:`ADJUSTABLE`) can change."""
+        config = self.__dict__.get("config")
+        if config is None or name not in config.__dataclass_fields__:
+            object.__setattr__(self, name, value)
+            return
+        if self.__dict__.get("module") is not None and name not in ADJUSTABLE:
+            raise AttributeError(f"{name!r} is fixed once the vocabulary is built (it shapes the model or its "
+                                 f"vocabulary): create a new Doc2Vec(..., {name}={value!r}) and build it again. "
+                                 f"Adjustable after build_vocab: {', '.join(sorted(ADJUSTABLE))}.")
+        object.__setattr__(self, "config", config.replace(**{name: value}))
+
     @property
     def device(self) -> torch.device:
         """Where the tensors live (resolved from ``config.device``)."""
@@ -434,6 +447,12 @@ class Doc2Vec(AttentionMixin):
         size = f"{len(self.vocab.wv)} words, {len(self.vocab.dv)} docs" if self.vocab else "no vocabulary"
         mode = f"PV-DM/{self.config.context}" if self.config.dm else "PV-DBOW"
         return f"Doc2Vec<{mode}, vector_size={self.config.vector_size}, window={self.config.window}, {size}>"
+
+
+# Config fields that a built model can change between train() calls (``model.epochs = 5``): the schedule and
+# the batches' settings; the rest shape the tensors or the vocabulary.
+ADJUSTABLE = frozenset({"epochs", "alpha", "min_alpha", "workers", "batch_size", "negative", "backend", "pool_group",
+                        "update_rule", "attention_alpha", "row_update_cap"})
 
 
 def _check_epochs(epochs: Any, what: str) -> int:

@@ -32,6 +32,25 @@ def test_gensim_style_attributes(topic_model) -> None:
         topic_model.windw  # noqa: B018
 
 
+def test_setting_a_gensim_attribute_changes_the_config(topic_docs) -> None:
+    """``model.epochs = 3`` takes effect, as in gensim; bad values and settings fixed by the vocabulary say so."""
+    model = Doc2Vec(**FAST)
+    model.window = 3  # before build_vocab every setting can change
+    model.build_vocab(topic_docs[:10])
+    model.epochs = 3
+    assert model.config.epochs == 3 and model.epochs == 3 and "epochs" not in model.__dict__
+    model.train(topic_docs[:10], total_examples=model.corpus_count)  # epochs: the model's, now 3
+    assert model.epochs_trained == 3 and model.config.window == 3
+    with pytest.raises(ValueError, match=r"'epochs' parameter must be an int >= 1"):
+        model.epochs = 0
+    assert model.epochs == 3
+    with pytest.raises(AttributeError, match=r"'vector_size' is fixed once the vocabulary is built.*Doc2Vec\(\.\.\., "
+                                             r"vector_size=32\)"):
+        model.vector_size = 32
+    model.not_a_setting = 1  # other attributes are plain attributes
+    assert model.not_a_setting == 1
+
+
 @pytest.mark.parametrize(
     "params, words",
     [
