@@ -14,8 +14,10 @@ Within an example, a row used several times (a word in the context and in the do
 repeated negative) gets its gradients summed first, as the reference does.
 
 Designs (``DESIGNS``): ``attention`` (pooled document words), ``docquery``, ``docloss``; the
-gradients are written out in the comments of :func:`_example`. One thread: the kernel is serial,
-so a seed gives the same tables on any machine with the same float rounding.
+gradients are written out in the comments of :func:`_example`. Under the batch rule the examples'
+gradients are computed on all threads (pass 1, the tables only read), then summed per row and applied
+in batch order on one (pass 2), so a seed gives the same tables on any number of threads; the example
+rule is serial.
 """
 
 from __future__ import annotations
@@ -83,40 +85,265 @@ def _batch_slot(slot_of, rows, buf, row, n_used):
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
-         pool_index, docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context, context_state,
-         bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
-         learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
-         wscore, wcontext, out_slot, out_rows, obuf, gscores):
-    n_batch, n_tags = doc_slots.shape
+def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words,
+             pool_mask, pool_index, docs, wv, ov, salience, context, bias, query, scores, ctx_mode, row_pool, prow,
+             nrow, vec, p, ga, q, gp, z, g, gq, gd, n_us, urows, ugrad, uscore, ucontext, dectx, n_os, orows, ograd,
+             gpool, gqd, dvec):
+    """The loss of example ``b`` and its gradients at the current tables, written to record ``j``.
+
+    Record ``j`` of ``gd`` (document), ``urows``/``ugrad``/``uscore``/``ucontext`` (its distinct word rows,
+    ``n_us[j]`` of them, with summed gradients), ``dectx`` (each context slot's score gradient), ``orows``/
+    ``ograd`` (distinct output rows), ``gpool`` (``s_p dL/dh``, for a shared pool row), ``gqd``/``dvec``
+    (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds six ``(D,)`` scratch rows. Returns the loss.
+    """
+    n_tags = doc_slots.shape[1]
     n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
     f32 = np.float32
-    d = np.empty(dim, f32)
-    ctx = np.empty(dim, f32)
-    pooled = np.empty(dim, f32)
-    h = np.empty(dim, f32)
-    gh = np.empty(dim, f32)  # dL/dh
-    gd = np.empty(dim, f32)  # dL/dd (the mean of the document slots)
-    qd = np.empty(dim, f32)  # Q d (docquery)
-    gqd = np.empty(dim, f32)  # dL/d(Qd)
-    p = np.empty(n_ctx, f32)
-    ga = np.empty(n_ctx, f32)
-    q = np.empty(n_pool, f32)
-    gp = np.empty(n_pool, f32)
-    z = np.empty(n_out, f32)
-    g = np.empty(n_out, f32)
-    gq = np.empty(n_out, f32)
-    # the word rows of one example (context, then pool) with their summed gradients
-    urows = np.empty(n_ctx + n_pool, np.int64)
-    ugrad = np.empty((n_ctx + n_pool, dim), f32)
-    uscore = np.empty(n_ctx + n_pool, f32)  # summed gradient of the word's document-attention score
-    ucontext = np.empty(n_ctx + n_pool, f32)  # ... and of its context-attention score
-    orows = np.empty(n_out, np.int64)
-    ograd = np.empty((n_out, dim), f32)
-    gbias = np.zeros(bias.shape[0], f32)
-    gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
+    d, ctx, pooled, h, gh, qd = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5]
     inv_sqrt = f32(1.0 / math.sqrt(dim))
+    total = 0.0
+    # ---- forward -------------------------------------------------------------------------
+    n_doc = 0
+    for k in range(dim):
+        d[k] = 0.0
+    for t in range(n_tags):
+        r = doc_slots[b, t]
+        if r >= 0:
+            n_doc += 1
+            for k in range(dim):
+                d[k] += docs[r, k]
+    if n_doc > 0:
+        for k in range(dim):
+            d[k] /= n_doc
+    if design == DOCQUERY:
+        for i in range(dim):
+            acc = f32(0.0)
+            for k in range(dim):
+                acc += query[i, k] * d[k]
+            qd[i] = acc
+    # context attention p = softmax(e) over the valid words
+    m = 0
+    top = f32(-1e30)
+    for s in range(n_ctx):
+        if word_mask[b, s]:
+            m += 1
+            w = words[b, s]
+            e = bias[positions[b, s]] if ctx_mode == WORD_POSITION else f32(0.0)
+            if design == POOLED:
+                e += salience[w] if ctx_mode == SHARED else context[w]
+            elif design == DOCLOSS:
+                e += scores[w, positions[b, s]]
+            else:
+                acc = f32(0.0)
+                for k in range(dim):
+                    acc += qd[k] * wv[w, k]
+                e += acc * inv_sqrt
+            p[s] = e
+            top = max(top, e)
+    norm = f32(0.0)
+    for s in range(n_ctx):
+        if word_mask[b, s]:
+            p[s] = math.exp(p[s] - top)
+            norm += p[s]
+        else:
+            p[s] = 0.0
+    for k in range(dim):
+        ctx[k] = 0.0
+    for s in range(n_ctx):
+        if word_mask[b, s]:
+            p[s] /= norm
+            w = words[b, s]
+            for k in range(dim):
+                ctx[k] += p[s] * wv[w, k]
+    n_p = 0
+    for k in range(dim):
+        pooled[k] = 0.0
+    pr = pool_index[b]  # the example's document sample
+    if row_pool:
+        n_p = nrow[pr]
+        for k in range(dim):
+            pooled[k] = prow[pr, k]
+    elif design == POOLED:
+        top = f32(-1e30)
+        for i in range(n_pool):
+            if pool_mask[pr, i]:
+                n_p += 1
+                q[i] = salience[pool_words[pr, i]]
+                top = max(top, q[i])
+        norm = f32(0.0)
+        for i in range(n_pool):
+            if pool_mask[pr, i]:
+                q[i] = math.exp(q[i] - top)
+                norm += q[i]
+            else:
+                q[i] = 0.0
+        for i in range(n_pool):
+            if pool_mask[pr, i]:
+                q[i] /= norm
+                w = pool_words[pr, i]
+                for k in range(dim):
+                    pooled[k] += q[i] * wv[w, k]
+    # shares of (document, context, pool); a missing part gives its share away
+    s_d = shares[0] if n_doc > 0 else f32(0.0)
+    s_c = shares[1] if m > 0 else f32(0.0)
+    s_p = shares[2] if n_p > 0 else f32(0.0)
+    if design != POOLED and m == 0:
+        s_d = f32(1.0) if n_doc > 0 else f32(0.0)
+    s_sum = s_d + s_c + s_p
+    if s_sum > 0:
+        s_d, s_c, s_p = s_d / s_sum, s_c / s_sum, s_p / s_sum
+    for k in range(dim):
+        h[k] = s_d * d[k] + s_c * ctx[k] + s_p * pooled[k]
+    # ---- loss and dL/dh: negative sampling (target first) ---------------------------------
+    for k in range(dim):
+        gh[k] = 0.0
+        gd[j, k] = 0.0
+    for jj in range(n_out):
+        if not output_mask[b, jj]:
+            continue
+        o = outputs[b, jj]
+        acc = f32(0.0)
+        for k in range(dim):
+            acc += h[k] * ov[o, k]
+        z[jj] = acc
+        label = 1.0 if jj == 0 else 0.0
+        total += _softplus(-acc) if jj == 0 else _softplus(acc)
+        g[jj] = _sigmoid(acc) - label
+        for k in range(dim):
+            gh[k] += g[jj] * ov[o, k]
+    if design == DOCLOSS:
+        # the document alone predicts the target, weighted by what the context missed (no gradient)
+        miss = 1.0 - _sigmoid(z[0])
+        for jj in range(n_out):
+            if not output_mask[b, jj]:
+                continue
+            o = outputs[b, jj]
+            acc = f32(0.0)
+            for k in range(dim):
+                acc += d[k] * ov[o, k]
+            total += miss * (_softplus(-acc) if jj == 0 else _softplus(acc))
+            gq[jj] = miss * (_sigmoid(acc) - (1.0 if jj == 0 else 0.0))
+            for k in range(dim):
+                gd[j, k] += gq[jj] * ov[o, k]
+    # output rows: dL/dv_j = g_j h (+ gq_j d), summed over repeats of a row
+    n_o = 0
+    for jj in range(n_out):
+        if not output_mask[b, jj]:
+            continue
+        o = outputs[b, jj]
+        slot = -1
+        for u in range(n_o):
+            if orows[j, u] == o:
+                slot = u
+        if slot < 0:
+            slot = n_o
+            n_o += 1
+            orows[j, slot] = o
+            for k in range(dim):
+                ograd[j, slot, k] = 0.0
+        for k in range(dim):
+            ograd[j, slot, k] += g[jj] * h[k]
+            if design == DOCLOSS:
+                ograd[j, slot, k] += gq[jj] * d[k]
+    n_os[j] = n_o
+    # ---- backward into the inputs -------------------------------------------------------
+    # h = s_d d + s_c sum_j p_j x_j + s_p sum_i q_i x_i
+    # dL/dd += s_d gh;  dL/dx_j = s_c p_j gh;  de_j = s_c p_j (gh.x_j - sum_i p_i gh.x_i)
+    for k in range(dim):
+        gd[j, k] += s_d * gh[k]
+    mean_ga = f32(0.0)
+    for s in range(n_ctx):
+        if word_mask[b, s]:
+            w = words[b, s]
+            acc = f32(0.0)
+            for k in range(dim):
+                acc += gh[k] * wv[w, k]
+            ga[s] = acc
+            mean_ga += p[s] * acc
+    mean_gp = f32(0.0)
+    if row_pool:  # the shared sample's gradient, spread over its words once per batch
+        for k in range(dim):
+            gpool[j, k] = s_p * gh[k]
+    elif design == POOLED:
+        for i in range(n_pool):
+            if pool_mask[pr, i]:
+                w = pool_words[pr, i]
+                acc = f32(0.0)
+                for k in range(dim):
+                    acc += gh[k] * wv[w, k]
+                gp[i] = acc
+                mean_gp += q[i] * acc
+    for k in range(dim):
+        gqd[j, k] = 0.0
+        dvec[j, k] = d[k]
+    n_u = 0
+    for s in range(n_ctx if row_pool else n_ctx + n_pool):
+        in_ctx = s < n_ctx
+        if in_ctx:
+            if not word_mask[b, s]:
+                dectx[j, s] = 0.0
+                continue
+            w = words[b, s]
+            coef = s_c * p[s]
+            de = s_c * p[s] * (ga[s] - mean_ga)
+            dectx[j, s] = de
+        else:
+            i = s - n_ctx
+            if design != POOLED or not pool_mask[pr, i]:
+                continue
+            w = pool_words[pr, i]
+            coef = s_p * q[i]
+            de = s_p * q[i] * (gp[i] - mean_gp)
+        slot = -1
+        for u in range(n_u):
+            if urows[j, u] == w:
+                slot = u
+        if slot < 0:
+            slot = n_u
+            n_u += 1
+            urows[j, slot] = w
+            uscore[j, slot] = 0.0
+            ucontext[j, slot] = 0.0
+            for k in range(dim):
+                ugrad[j, slot, k] = 0.0
+        for k in range(dim):
+            ugrad[j, slot, k] += coef * gh[k]
+        if in_ctx:
+            if design == DOCQUERY:
+                # e_j = (Q d).x_j / sqrt(D): dx_j += de Qd / sqrt(D), d(Qd) += de x_j / sqrt(D)
+                for k in range(dim):
+                    ugrad[j, slot, k] += de * qd[k] * inv_sqrt
+                    gqd[j, k] += de * wv[w, k] * inv_sqrt
+            elif design == POOLED and ctx_mode == SHARED:
+                uscore[j, slot] += de
+            elif design == POOLED:
+                ucontext[j, slot] += de
+        else:
+            uscore[j, slot] += de
+    n_us[j] = n_u
+    if design == DOCQUERY:  # d(Qd)/dd = Q^T .
+        for i in range(dim):
+            for k in range(dim):
+                gd[j, k] += query[i, k] * gqd[j, i]
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
+        pool_index, docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context,
+        context_state, bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
+        learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
+        wscore, wcontext, out_slot, out_rows, obuf, gscores, rec_gd, rec_nu, rec_urows, rec_ugrad, rec_uscore,
+        rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec, rec_loss, chunks):
+    """One batch: ``batched`` (the batch rule) computes every example's record in parallel from the batch-start
+    tables (:func:`_example`), then sums the records per row in batch order and steps each row once, so the
+    result does not depend on the thread count; otherwise (the example rule) example after example, each
+    stepping its rows at once."""
+    n_batch, n_tags = doc_slots.shape
+    n_ctx, n_pool = words.shape[1], pool_words.shape[1]
+    dim = docs.shape[1]
+    f32 = np.float32
     # batch rule: each document sample (pool row) is pooled once from the batch-start tables; the examples
     # that share it sum their gradient with respect to it, spread over its words after the batch
     row_pool = batched and design == POOLED
@@ -144,329 +371,99 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     w = pool_words[r, i]
                     for k in range(dim):
                         prow[r, k] += qrow[r, i] * wv[w, k]
+    gbias = np.zeros(bias.shape[0], f32)
+    gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
     total = 0.0
-    n_dt = 0  # batch rule: rows touched so far in the batch (documents, words, outputs)
-    n_wt = 0
-    n_ot = 0
-    for b in range(n_batch):
-        # ---- forward -------------------------------------------------------------------------
-        n_doc = 0
-        for k in range(dim):
-            d[k] = 0.0
-        for t in range(n_tags):
-            r = doc_slots[b, t]
-            if r >= 0:
-                n_doc += 1
-                for k in range(dim):
-                    d[k] += docs[r, k]
-        if n_doc > 0:
-            for k in range(dim):
-                d[k] /= n_doc
-        if design == DOCQUERY:
-            for i in range(dim):
-                acc = f32(0.0)
-                for k in range(dim):
-                    acc += query[i, k] * d[k]
-                qd[i] = acc
-        # context attention p = softmax(e) over the valid words
-        m = 0
-        top = f32(-1e30)
-        for s in range(n_ctx):
-            if word_mask[b, s]:
-                m += 1
-                w = words[b, s]
-                e = bias[positions[b, s]] if ctx_mode == WORD_POSITION else f32(0.0)
-                if design == POOLED:
-                    e += salience[w] if ctx_mode == SHARED else context[w]
-                elif design == DOCLOSS:
-                    e += scores[w, positions[b, s]]
-                else:
-                    acc = f32(0.0)
-                    for k in range(dim):
-                        acc += qd[k] * wv[w, k]
-                    e += acc * inv_sqrt
-                p[s] = e
-                top = max(top, e)
-        norm = f32(0.0)
-        for s in range(n_ctx):
-            if word_mask[b, s]:
-                p[s] = math.exp(p[s] - top)
-                norm += p[s]
-            else:
-                p[s] = 0.0
-        for k in range(dim):
-            ctx[k] = 0.0
-        for s in range(n_ctx):
-            if word_mask[b, s]:
-                p[s] /= norm
-                w = words[b, s]
-                for k in range(dim):
-                    ctx[k] += p[s] * wv[w, k]
-        n_p = 0
-        for k in range(dim):
-            pooled[k] = 0.0
-        pr = pool_index[b]  # the example's document sample
-        if row_pool:
-            n_p = nrow[pr]
-            for k in range(dim):
-                pooled[k] = prow[pr, k]
-        elif design == POOLED:
-            top = f32(-1e30)
-            for i in range(n_pool):
-                if pool_mask[pr, i]:
-                    n_p += 1
-                    q[i] = salience[pool_words[pr, i]]
-                    top = max(top, q[i])
-            norm = f32(0.0)
-            for i in range(n_pool):
-                if pool_mask[pr, i]:
-                    q[i] = math.exp(q[i] - top)
-                    norm += q[i]
-                else:
-                    q[i] = 0.0
-            for i in range(n_pool):
-                if pool_mask[pr, i]:
-                    q[i] /= norm
-                    w = pool_words[pr, i]
-                    for k in range(dim):
-                        pooled[k] += q[i] * wv[w, k]
-        # shares of (document, context, pool); a missing part gives its share away
-        s_d = shares[0] if n_doc > 0 else f32(0.0)
-        s_c = shares[1] if m > 0 else f32(0.0)
-        s_p = shares[2] if n_p > 0 else f32(0.0)
-        if design != POOLED and m == 0:
-            s_d = f32(1.0) if n_doc > 0 else f32(0.0)
-        s_sum = s_d + s_c + s_p
-        if s_sum > 0:
-            s_d, s_c, s_p = s_d / s_sum, s_c / s_sum, s_p / s_sum
-        for k in range(dim):
-            h[k] = s_d * d[k] + s_c * ctx[k] + s_p * pooled[k]
-        # ---- loss and dL/dh: negative sampling (target first) ---------------------------------
-        for k in range(dim):
-            gh[k] = 0.0
-            gd[k] = 0.0
-        n_o = 0
-        for j in range(n_out):
-            if not output_mask[b, j]:
-                continue
-            o = outputs[b, j]
-            acc = f32(0.0)
-            for k in range(dim):
-                acc += h[k] * ov[o, k]
-            z[j] = acc
-            label = 1.0 if j == 0 else 0.0
-            total += _softplus(-acc) if j == 0 else _softplus(acc)
-            g[j] = _sigmoid(acc) - label
-            for k in range(dim):
-                gh[k] += g[j] * ov[o, k]
-        if design == DOCLOSS:
-            # the document alone predicts the target, weighted by what the context missed (no gradient)
-            miss = 1.0 - _sigmoid(z[0])
-            for j in range(n_out):
-                if not output_mask[b, j]:
-                    continue
-                o = outputs[b, j]
-                acc = f32(0.0)
-                for k in range(dim):
-                    acc += d[k] * ov[o, k]
-                total += miss * (_softplus(-acc) if j == 0 else _softplus(acc))
-                gq[j] = miss * (_sigmoid(acc) - (1.0 if j == 0 else 0.0))
-                for k in range(dim):
-                    gd[k] += gq[j] * ov[o, k]
-        # output rows: dL/dv_j = g_j h (+ gq_j d), summed over repeats of a row
-        n_o = 0
-        for j in range(n_out):
-            if not output_mask[b, j]:
-                continue
-            o = outputs[b, j]
-            slot = -1
-            for u in range(n_o):
-                if orows[u] == o:
-                    slot = u
-            if slot < 0:
-                slot = n_o
-                n_o += 1
-                orows[slot] = o
-                for k in range(dim):
-                    ograd[slot, k] = 0.0
-            for k in range(dim):
-                ograd[slot, k] += g[j] * h[k]
-                if design == DOCLOSS:
-                    ograd[slot, k] += gq[j] * d[k]
-        # ---- backward into the inputs -------------------------------------------------------
-        # h = s_d d + s_c sum_j p_j x_j + s_p sum_i q_i x_i
-        # dL/dd += s_d gh;  dL/dx_j = s_c p_j gh;  de_j = s_c p_j (gh.x_j - sum_i p_i gh.x_i)
-        for k in range(dim):
-            gd[k] += s_d * gh[k]
-        mean_ga = f32(0.0)
-        for s in range(n_ctx):
-            if word_mask[b, s]:
-                w = words[b, s]
-                acc = f32(0.0)
-                for k in range(dim):
-                    acc += gh[k] * wv[w, k]
-                ga[s] = acc
-                mean_ga += p[s] * acc
-        mean_gp = f32(0.0)
-        if row_pool:
-            for k in range(dim):
-                grow[pr, k] += s_p * gh[k]
-        elif design == POOLED:
-            for i in range(n_pool):
-                if pool_mask[pr, i]:
-                    w = pool_words[pr, i]
-                    acc = f32(0.0)
-                    for k in range(dim):
-                        acc += gh[k] * wv[w, k]
-                    gp[i] = acc
-                    mean_gp += q[i] * acc
-        for k in range(dim):
-            gqd[k] = 0.0
-        n_u = 0
-        for s in range(n_ctx if row_pool else n_ctx + n_pool):
-            in_ctx = s < n_ctx
-            if in_ctx:
-                if not word_mask[b, s]:
-                    continue
-                w = words[b, s]
-                coef = s_c * p[s]
-                de = s_c * p[s] * (ga[s] - mean_ga)
-            else:
-                i = s - n_ctx
-                if design != POOLED or not pool_mask[pr, i]:
-                    continue
-                w = pool_words[pr, i]
-                coef = s_p * q[i]
-                de = s_p * q[i] * (gp[i] - mean_gp)
-            slot = -1
-            for u in range(n_u):
-                if urows[u] == w:
-                    slot = u
-            if slot < 0:
-                slot = n_u
-                n_u += 1
-                urows[slot] = w
-                uscore[slot] = 0.0
-                ucontext[slot] = 0.0
-                for k in range(dim):
-                    ugrad[slot, k] = 0.0
-            for k in range(dim):
-                ugrad[slot, k] += coef * gh[k]
-            if in_ctx:
-                if ctx_mode == WORD_POSITION or design != POOLED:
-                    gbias[positions[b, s]] += de
-                if design == DOCQUERY:
-                    # e_j = (Q d).x_j / sqrt(D): dx_j += de Qd / sqrt(D), d(Qd) += de x_j / sqrt(D)
-                    for k in range(dim):
-                        ugrad[slot, k] += de * qd[k] * inv_sqrt
-                        gqd[k] += de * wv[w, k] * inv_sqrt
-                elif design == DOCLOSS:
-                    if batched:
-                        gscores[w, positions[b, s]] += de
-                    elif learn_context and update_shared:
-                        _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
-                                     w * scores.shape[1] + positions[b, s], de, lr_layer)
-                elif ctx_mode == SHARED:
-                    uscore[slot] += de
-                else:
-                    ucontext[slot] += de
-            else:
-                uscore[slot] += de
-        if design == DOCQUERY:
-            # d(Qd)/dQ = outer(., d); d(Qd)/dd = Q^T .
-            for i in range(dim):
-                for k in range(dim):
-                    if batched:  # summed over the batch, applied once at its end
-                        gquery[i, k] += gqd[i] * d[k]
-                    else:
-                        gquery[i, k] = gqd[i] * d[k]
-                    gd[k] += query[i, k] * gqd[i]
-        if batched:
-            # ---- batch rule: sum this example's gradients per row; the steps come after the batch ----
+    if batched:
+        # ---- pass 1: every example's record, in parallel (the tables are only read) ----
+        n_chunks = max(1, min(n_batch, chunks))  # (numba.get_num_threads() here would defeat the disk cache)
+        for c in prange(n_chunks):
+            vec = np.empty((6, dim), f32)
+            p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
+            q, gp = np.empty(n_pool, f32), np.empty(n_pool, f32)
+            z, g, gq = np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32)
+            for b in range(c * n_batch // n_chunks, (c + 1) * n_batch // n_chunks):
+                rec_loss[b] = _example(b, b, design, shares, doc_slots, words, positions, word_mask, outputs,
+                                       output_mask, pool_words, pool_mask, pool_index, docs, wv, ov, salience, context,
+                                       bias, query, scores, ctx_mode, row_pool, prow, nrow, vec, p, ga, q, gp, z, g, gq,
+                                       rec_gd, rec_nu, rec_urows, rec_ugrad, rec_uscore, rec_ucontext, rec_dectx,
+                                       rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec)
+        # ---- pass 2: sum the records per row, in batch order ----
+        n_dt = 0  # rows touched so far in the batch (documents, words, outputs)
+        n_wt = 0
+        n_ot = 0
+        for b in range(n_batch):
+            total += rec_loss[b]
+            n_doc = 0
+            for t in range(n_tags):
+                if doc_slots[b, t] >= 0:
+                    n_doc += 1
             for t in range(n_tags):
                 r = doc_slots[b, t]
                 if r >= 0:
                     slot, n_dt = _batch_slot(doc_slot, doc_rows, dbuf, r, n_dt)
                     for k in range(dim):
-                        dbuf[slot, k] += gd[k] / n_doc
+                        dbuf[slot, k] += rec_gd[b, k] / n_doc
+            for s in range(n_ctx):
+                if word_mask[b, s]:
+                    if ctx_mode == WORD_POSITION or design != POOLED:
+                        gbias[positions[b, s]] += rec_dectx[b, s]
+                    if design == DOCLOSS and update_shared and learn_context:
+                        gscores[words[b, s], positions[b, s]] += rec_dectx[b, s]
+            if design == DOCQUERY:
+                for i in range(dim):
+                    for k in range(dim):
+                        gquery[i, k] += rec_gqd[b, i] * rec_dvec[b, k]
+            if row_pool:
+                pr = pool_index[b]
+                for k in range(dim):
+                    grow[pr, k] += rec_gpool[b, k]
             if not update_shared:
                 continue
-            for u in range(n_u):
-                w = urows[u]
+            for u in range(rec_nu[b]):
+                w = rec_urows[b, u]
                 slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
                 if n_new > n_wt:  # a row new to this batch: its score sums start at zero too
                     wscore[slot] = 0.0
                     wcontext[slot] = 0.0
                     n_wt = n_new
                 for k in range(dim):
-                    wbuf[slot, k] += ugrad[u, k]
-                wscore[slot] += uscore[u]
-                wcontext[slot] += ucontext[u]
-            for u in range(n_o):
-                o = orows[u]
+                    wbuf[slot, k] += rec_ugrad[b, u, k]
+                wscore[slot] += rec_uscore[b, u]
+                wcontext[slot] += rec_ucontext[b, u]
+            for u in range(rec_no[b]):
+                o = rec_orows[b, u]
                 slot, n_ot = _batch_slot(out_slot, out_rows, obuf, o, n_ot)
                 for k in range(dim):
-                    obuf[slot, k] += ograd[u, k]
-            continue
-        # ---- example rule: row-wise Adagrad, each row once per example --------------------------
-        for t in range(n_tags):
-            r = doc_slots[b, t]
-            if r >= 0:
-                for k in range(dim):
-                    gh[k] = gd[k] / n_doc  # reuse gh as the slot gradient
-                _row_step(docs, doc_state, r, gh, lr, dim)
-        if not update_shared:
-            continue
-        for u in range(n_u):
-            _row_step(wv, word_state, urows[u], ugrad[u], lr, dim)
-        for u in range(n_o):
-            _row_step(ov, out_state, orows[u], ograd[u], lr, dim)
-        if design == POOLED:
-            for u in range(n_u):
-                if learn_pool:
-                    _scalar_step(salience, salience_state, urows[u], uscore[u], lr_layer)
-                if learn_context:
-                    _scalar_step(context, context_state, urows[u], ucontext[u], lr_layer)
-        if learn_context:
-            for i in range(bias.shape[0]):
-                _scalar_step(bias, bias_state, i, gbias[i], lr_layer)
-                gbias[i] = 0.0
-            if design == DOCQUERY:
-                flat, flat_state = query.reshape(-1), query_state.reshape(-1)
-                gflat = gquery.reshape(-1)
-                for i in range(flat.shape[0]):
-                    _scalar_step(flat, flat_state, i, gflat[i], lr_layer)
-        else:
-            for i in range(bias.shape[0]):
-                gbias[i] = 0.0
-    if row_pool and update_shared:
-        # ---- batch rule: each sample's summed gradient g over its words: pooled = sum_i q_i x_i gives
-        # dL/dx_i = q_i g and dL/dr_i = q_i (g.x_i - sum_j q_j g.x_j) ----
-        for r in range(n_rows):
-            if nrow[r] == 0:
-                continue
-            mean_gp = f32(0.0)
-            for i in range(n_pool):
-                if pool_mask[r, i]:
-                    w = pool_words[r, i]
-                    acc = f32(0.0)
-                    for k in range(dim):
-                        acc += grow[r, k] * wv[w, k]
-                    gp[i] = acc
-                    mean_gp += qrow[r, i] * acc
-            for i in range(n_pool):
-                if pool_mask[r, i]:
-                    w = pool_words[r, i]
-                    slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
-                    if n_new > n_wt:
-                        wscore[slot] = 0.0
-                        wcontext[slot] = 0.0
-                        n_wt = n_new
-                    for k in range(dim):
-                        wbuf[slot, k] += qrow[r, i] * grow[r, k]
-                    wscore[slot] += qrow[r, i] * (gp[i] - mean_gp)
-    if batched:
-        # ---- batch rule: one Adagrad step per row with the batch's summed gradient (AutogradStep's) ----
+                    obuf[slot, k] += rec_ograd[b, u, k]
+        if row_pool and update_shared:
+            # each sample's summed gradient G over its words: pooled = sum_i q_i x_i gives
+            # dL/dx_i = q_i G and dL/dr_i = q_i (G.x_i - sum_j q_j G.x_j)
+            gp = np.empty(n_pool, f32)
+            for r in range(n_rows):
+                if nrow[r] == 0:
+                    continue
+                mean_gp = f32(0.0)
+                for i in range(n_pool):
+                    if pool_mask[r, i]:
+                        w = pool_words[r, i]
+                        acc = f32(0.0)
+                        for k in range(dim):
+                            acc += grow[r, k] * wv[w, k]
+                        gp[i] = acc
+                        mean_gp += qrow[r, i] * acc
+                for i in range(n_pool):
+                    if pool_mask[r, i]:
+                        w = pool_words[r, i]
+                        slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
+                        if n_new > n_wt:
+                            wscore[slot] = 0.0
+                            wcontext[slot] = 0.0
+                            n_wt = n_new
+                        for k in range(dim):
+                            wbuf[slot, k] += qrow[r, i] * grow[r, k]
+                        wscore[slot] += qrow[r, i] * (gp[i] - mean_gp)
+        # ---- one Adagrad step per row with the batch's summed gradient (AutogradStep's rule) ----
         for slot in range(n_dt):
             _row_step(docs, doc_state, doc_rows[slot], dbuf[slot], lr, dim)
             doc_slot[doc_rows[slot]] = -1
@@ -496,7 +493,62 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     if gflat[i] != 0.0:
                         _scalar_step(flat, flat_state, i, gflat[i], lr_layer)
                         gflat[i] = 0.0
+        return total
+    # ---- example rule: each example's rows stepped at once (row-wise Adagrad, each row once per example) ----
+    vec = np.empty((6, dim), f32)
+    p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
+    q, gp = np.empty(n_pool, f32), np.empty(n_pool, f32)
+    z, g, gq = np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32)
+    gh = np.empty(dim, f32)
+    for b in range(n_batch):
+        total += _example(b, 0, design, shares, doc_slots, words, positions, word_mask, outputs, output_mask,
+                          pool_words, pool_mask, pool_index, docs, wv, ov, salience, context, bias, query, scores,
+                          ctx_mode, False, prow, nrow, vec, p, ga, q, gp, z, g, gq, rec_gd, rec_nu, rec_urows,
+                          rec_ugrad, rec_uscore, rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool,
+                          rec_gqd, rec_dvec)
+        n_doc = 0
+        for t in range(n_tags):
+            if doc_slots[b, t] >= 0:
+                n_doc += 1
+        for t in range(n_tags):
+            r = doc_slots[b, t]
+            if r >= 0:
+                for k in range(dim):
+                    gh[k] = rec_gd[0, k] / n_doc
+                _row_step(docs, doc_state, r, gh, lr, dim)
+        if not update_shared:
+            continue
+        if design == DOCLOSS and learn_context:  # each context slot's (word, position) score
+            for s in range(n_ctx):
+                if word_mask[b, s]:
+                    _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
+                                 words[b, s] * scores.shape[1] + positions[b, s], rec_dectx[0, s], lr_layer)
+        for u in range(rec_nu[0]):
+            _row_step(wv, word_state, rec_urows[0, u], rec_ugrad[0, u], lr, dim)
+        for u in range(rec_no[0]):
+            _row_step(ov, out_state, rec_orows[0, u], rec_ograd[0, u], lr, dim)
+        if design == POOLED:
+            for u in range(rec_nu[0]):
+                if learn_pool:
+                    _scalar_step(salience, salience_state, rec_urows[0, u], rec_uscore[0, u], lr_layer)
+                if learn_context:
+                    _scalar_step(context, context_state, rec_urows[0, u], rec_ucontext[0, u], lr_layer)
+        if learn_context:
+            for i in range(bias.shape[0]):
+                gbias[i] = 0.0
+            if ctx_mode == WORD_POSITION or design != POOLED:
+                for s in range(n_ctx):
+                    if word_mask[b, s]:
+                        gbias[positions[b, s]] += rec_dectx[0, s]
+            for i in range(bias.shape[0]):
+                _scalar_step(bias, bias_state, i, gbias[i], lr_layer)
+            if design == DOCQUERY:
+                flat, flat_state = query.reshape(-1), query_state.reshape(-1)
+                for i in range(dim):
+                    for k in range(dim):
+                        _scalar_step(flat, flat_state, i * dim + k, rec_gqd[0, i] * rec_dvec[0, k], lr_layer)
     return total
+
 
 
 class LayerFusedStep:
@@ -516,10 +568,13 @@ class LayerFusedStep:
         ``"batch"``: every gradient of the batch computed from the same tables, summed per row, one
         Adagrad step per row (:class:`~attn_doc2vec.training.AutogradStep`'s rule, equal to it up to float
         rounding); ``"example"``: example after example, each seeing the previous one's updates.
+    threads : int or None
+        Threads computing the batch rule's examples (None: Numba's default). The sums that follow run in
+        batch order, so every thread count gives the same tables.
     """
 
     def __init__(self, module: Doc2VecModule, docs: torch.Tensor, update_shared: bool,
-                 attention_alpha: float = 1.0, update_rule: str = "batch") -> None:
+                 attention_alpha: float = 1.0, update_rule: str = "batch", threads: int | None = None) -> None:
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"The 'update_rule' parameter must be one of {UPDATE_RULES}. Got {update_rule!r} instead.")
         layer = module.layer
@@ -527,6 +582,7 @@ class LayerFusedStep:
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha
         self.batched = update_rule == "batch"
+        self.threads = min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
         learnable = set(layer.learnable())
         self.ctx_mode = CONTEXT_MODES[getattr(layer, "context_scores", "word+position")]
         self.learn_pool = "row_salience" in learnable  # with "shared" scores, r learns from both attentions
@@ -558,6 +614,7 @@ class LayerFusedStep:
         self._sizes = (n_docs, n_words, dim)
         self._buffers: tuple[np.ndarray, ...] | None = None
         self._capacity = (0, 0, 0)
+        self._records: tuple[np.ndarray, ...] | None = None
         scores = self.params[8]
         self._gscores = np.zeros_like(scores) if self.batched and layer.name == "docloss" else empty2.copy()
 
@@ -576,11 +633,29 @@ class LayerFusedStep:
                                     arrays[4].size)
         doc_slot, word_slot, out_slot = self._maps
         doc_rows, dbuf, word_rows, wbuf, wscore, wcontext, out_rows, obuf = buffers
-        return call_kernel(_run, self.design, self.shares, *arrays, *pool, self.docs, self.doc_state, *self.tables,
-                           *self.params, np.float32(alpha), np.float32(alpha * self.attention_alpha),
-                           self.update_shared, self.learn_pool, self.learn_context, self.ctx_mode, self.batched,
-                           doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf, wscore, wcontext, out_slot, out_rows,
-                           obuf, self._gscores)
+        records = self._records_for(n if self.batched else 1, arrays[1].shape[1], pool[0].shape[1], arrays[4].shape[1])
+        with parallel_launch(self.threads if self.batched else 1):
+            return call_kernel(_run, self.design, self.shares, *arrays, *pool,
+                               self.docs, self.doc_state, *self.tables, *self.params, np.float32(alpha),
+                               np.float32(alpha * self.attention_alpha), self.update_shared, self.learn_pool,
+                               self.learn_context, self.ctx_mode, self.batched, doc_slot, doc_rows, dbuf, word_slot,
+                               word_rows, wbuf, wscore, wcontext, out_slot, out_rows, obuf, self._gscores, *records,
+                               4 * self.threads)
+
+    def _records_for(self, n: int, n_ctx: int, n_pool: int, n_out: int) -> tuple[np.ndarray, ...]:
+        """Per-example gradient records (see :func:`_example`), allocated once and reused."""
+        dim = self._sizes[2]
+        r = self._records
+        if r is None or r[0].shape[0] < n or r[2].shape[1] != n_ctx + n_pool or r[8].shape[1] != n_out \
+                or r[6].shape[1] != n_ctx:
+            n_u = n_ctx + n_pool
+            r = self._records = (
+                np.empty((n, dim), np.float32), np.empty(n, np.int64), np.empty((n, n_u), np.int64),
+                np.empty((n, n_u, dim), np.float32), np.empty((n, n_u), np.float32), np.empty((n, n_u), np.float32),
+                np.empty((n, n_ctx), np.float32), np.empty(n, np.int64), np.empty((n, n_out), np.int64),
+                np.empty((n, n_out, dim), np.float32), np.empty((n, dim), np.float32), np.empty((n, dim), np.float32),
+                np.empty((n, dim), np.float32), np.empty(n, np.float64))
+        return r
 
     def _buffers_for(self, n_doc: int, n_word: int, n_out: int) -> tuple[np.ndarray, ...]:
         """Per-slot gradient sums large enough for a batch's distinct rows (at most its entries, or the table)."""

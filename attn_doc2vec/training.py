@@ -412,7 +412,8 @@ class Trainer:
             if self.backend == "numba":
                 from attn_doc2vec.fused_layers import LayerFusedStep  # imports Numba only when it is used
 
-                return LayerFusedStep(self.module, docs, update_shared, cfg.attention_alpha, cfg.update_rule)
+                return LayerFusedStep(self.module, docs, update_shared, cfg.attention_alpha, cfg.update_rule,
+                                      cfg.workers)
             if cfg.update_rule != "batch":
                 raise ValueError(f"update_rule={cfg.update_rule!r} runs on the Numba backend only (backend='numba' "
                                  "on a CPU); the PyTorch backend applies the 'batch' rule.")
