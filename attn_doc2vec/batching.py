@@ -141,7 +141,17 @@ class Sampler:
         words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
         outputs, output_mask = self.negatives(corpus.tokens[positions])
         slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
+        pool_words, pool_mask, pool_index = self.pool_draws(corpus, positions, docs)
+        return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
+                     outputs=outputs, output_mask=output_mask, pool_words=pool_words, pool_mask=pool_mask,
+                     pool_index=pool_index)
+
+    def pool_draws(self, corpus: DeviceCorpus, positions: Tensor, docs: Tensor
+                   ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The words drawn from the examples' documents (designs that pool them): ``pool_words``, ``pool_mask``
+        and ``pool_index`` of :class:`~attn_doc2vec.model.Batch` (all None without ``pool_sample``)."""
         pool_words = pool_mask = pool_index = None
+        start, end = corpus.offsets[docs], corpus.offsets[docs + 1]
         if self.pool_sample and self.pool_group > 1:
             # one sample per document of the batch, shared by its examples (the target not excluded)
             rows, pool_index = torch.unique(docs, return_inverse=True)
@@ -157,9 +167,7 @@ class Sampler:
             pool = start[:, None] + torch.minimum((draw * length).long(), length - 1)  # (B, P)
             pool_mask = pool != positions[:, None]
             pool_words = corpus.tokens[pool]
-        return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
-                     outputs=outputs, output_mask=output_mask, pool_words=pool_words, pool_mask=pool_mask,
-                     pool_index=pool_index)
+        return pool_words, pool_mask, pool_index
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
         """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""

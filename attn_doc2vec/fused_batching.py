@@ -119,7 +119,8 @@ class FusedSampler(Sampler):
     def from_sampler(cls, sampler: Sampler) -> FusedSampler:
         """The same tables and the same generator (shared, not copied)."""
         return cls(sample_int=sampler.sample_int, cum_table=sampler.cum_table, window=sampler.window,
-                   negative=sampler.negative, generator=sampler.generator)
+                   negative=sampler.negative, generator=sampler.generator, pool_sample=sampler.pool_sample,
+                   pool_group=sampler.pool_group, context_dropout=sampler.context_dropout)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -145,9 +146,11 @@ class FusedSampler(Sampler):
     def pvdm_batch(self, corpus: DeviceCorpus, positions: Tensor) -> Batch:
         """As :meth:`Sampler.pvdm_batch`."""
         n = positions.shape[0]
-        reach = torch.randint(1, self.window + 1, (n, 1), generator=self.generator)
-        draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)
         n_ctx, n_tags = 2 * self.window, corpus.tags.shape[1]
+        reach = torch.randint(1, self.window + 1, (n, 1), generator=self.generator)
+        keep = torch.rand((n, n_ctx), generator=self.generator) >= self.context_dropout \
+            if self.context_dropout else None
+        draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)
         doc_slots, words = np.empty((n, n_tags), np.int64), np.empty((n, n_ctx), np.int64)
         word_mask, outputs, output_mask = _outputs(n, n_ctx, self.negative)
         call_kernel(_pvdm_batch, corpus.tokens.numpy(), corpus.docs.numpy(), corpus.offsets.numpy(),
@@ -155,9 +158,15 @@ class FusedSampler(Sampler):
                     self._shift, self.window, doc_slots, words, word_mask, outputs, output_mask)
         if self._slots.shape[0] < n:
             self._slots = np.tile(np.arange(n_ctx, dtype=np.int64), (n, 1))
-        return Batch(doc_slots=torch.from_numpy(doc_slots), words=torch.from_numpy(words),
-                     positions=torch.from_numpy(self._slots[:n]), word_mask=torch.from_numpy(word_mask),
-                     outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask))
+        words, word_mask = torch.from_numpy(words), torch.from_numpy(word_mask)
+        if keep is not None:  # context dropout (designs that ask for it), as Sampler.pvdm_batch
+            word_mask &= keep
+            words = torch.where(word_mask, words, 0)
+        pool_words, pool_mask, pool_index = self.pool_draws(corpus, positions, corpus.docs[positions])
+        return Batch(doc_slots=torch.from_numpy(doc_slots), words=words,
+                     positions=torch.from_numpy(self._slots[:n]), word_mask=word_mask,
+                     outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask),
+                     pool_words=pool_words, pool_mask=pool_mask, pool_index=pool_index)
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
         """As :meth:`Sampler.dbow_batch`."""

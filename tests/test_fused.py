@@ -163,8 +163,9 @@ def test_backend_is_validated_and_resolved() -> None:
         resolve_backend("numba", torch.device("cuda"))
 
 
-@pytest.mark.parametrize("dm", [1, 0])
-def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int) -> None:
+@pytest.mark.parametrize("dm, extra", [(1, {}), (0, {}), (1, dict(pool_sample=6, pool_group=1)),
+                                       (1, dict(pool_sample=6, pool_group=4, context_dropout=0.3))])
+def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: dict) -> None:
     """Same generator state, same draws, same batches as the torch sampler; the generator ends in the same state."""
     from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
     from attn_doc2vec.config import Doc2VecConfig
@@ -179,6 +180,9 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int) -> None
     corpus = DeviceCorpus.from_encoded(encode(docs, vocab), torch.device("cpu"))
     samplers = [Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))]
     samplers.append(FusedSampler.from_sampler(Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))))
+    for sampler in samplers:  # the draws of the designs that pool document words or drop context words
+        for name, value in extra.items():
+            setattr(sampler, name, value)
     batches, kept_corpora = [], []
     for sampler in samplers:
         kept = sampler.downsample(corpus)
@@ -192,8 +196,11 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int) -> None
     for field in ("tokens", "docs", "offsets", "tags"):
         assert torch.equal(getattr(kept_corpora[0], field), getattr(kept_corpora[1], field)), field
     assert len(kept_corpora[0]) < len(corpus)  # something was dropped
-    for field in ("doc_slots", "words", "positions", "word_mask", "outputs", "output_mask"):
-        assert torch.equal(getattr(batches[0], field), getattr(batches[1], field)), field
+    for field in ("doc_slots", "words", "positions", "word_mask", "outputs", "output_mask", "pool_words", "pool_mask",
+                  "pool_index"):
+        a, b = getattr(batches[0], field), getattr(batches[1], field)
+        assert (a is None and b is None) or torch.equal(a, b), field
+    assert (batches[0].pool_words is not None) == ("pool_sample" in extra)
     assert torch.equal(samplers[0].generator.get_state(), samplers[1].generator.get_state())
 
 
