@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
               "round4": table("20news-3000-attention-group*.json")}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
-                                  ("imdb-quarter", "imdb-quarter-*.json", "error"),
+                                  ("imdb-25000", "imdb-25000-*.json", "error"),
                                   ("imdb-full", "imdb-full-*.json", "error")):
         if f"<!-- {name}:begin -->" in text:
             blocks[name] = table(pattern, metric) if list(RESULTS.glob(pattern)) else "_not run yet_"
