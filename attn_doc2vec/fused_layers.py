@@ -84,6 +84,31 @@ def _batch_slot(slot_of, rows, buf, row, n_used):
     return n_used, n_used + 1
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _softmax_pool(e, mask, rows, r, wv, out):
+    """``e`` (scores where ``mask[r]``) becomes their softmax in place (0 elsewhere), and ``out`` the weighted
+    sum of the rows' vectors ``sum_i e[i] wv[rows[r, i]]`` (no row views of the shared ``mask``/``rows``)."""
+    top = np.float32(-1e30)
+    for i in range(e.shape[0]):
+        if mask[r, i]:
+            top = max(top, e[i])
+    norm = np.float32(0.0)
+    for i in range(e.shape[0]):
+        if mask[r, i]:
+            e[i] = math.exp(e[i] - top)
+            norm += e[i]
+        else:
+            e[i] = 0.0
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for i in range(e.shape[0]):
+        if mask[r, i]:
+            e[i] /= norm
+            w = rows[r, i]
+            for k in range(out.shape[0]):
+                out[k] += e[i] * wv[w, k]
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words,
              pool_mask, pool_index, docs, wv, ov, salience, context, bias, query, scores, ctx_mode, row_pool, prow,
@@ -124,7 +149,6 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             qd[i] = acc
     # context attention p = softmax(e) over the valid words
     m = 0
-    top = f32(-1e30)
     for s in range(n_ctx):
         if word_mask[b, s]:
             m += 1
@@ -140,22 +164,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
                     acc += qd[k] * wv[w, k]
                 e += acc * inv_sqrt
             p[s] = e
-            top = max(top, e)
-    norm = f32(0.0)
-    for s in range(n_ctx):
-        if word_mask[b, s]:
-            p[s] = math.exp(p[s] - top)
-            norm += p[s]
-        else:
-            p[s] = 0.0
-    for k in range(dim):
-        ctx[k] = 0.0
-    for s in range(n_ctx):
-        if word_mask[b, s]:
-            p[s] /= norm
-            w = words[b, s]
-            for k in range(dim):
-                ctx[k] += p[s] * wv[w, k]
+    _softmax_pool(p, word_mask, words, b, wv, ctx)
     n_p = 0
     for k in range(dim):
         pooled[k] = 0.0
@@ -165,25 +174,11 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
         for k in range(dim):
             pooled[k] = prow[pr, k]
     elif design == POOLED:
-        top = f32(-1e30)
         for i in range(n_pool):
             if pool_mask[pr, i]:
                 n_p += 1
                 q[i] = salience[pool_words[pr, i]]
-                top = max(top, q[i])
-        norm = f32(0.0)
-        for i in range(n_pool):
-            if pool_mask[pr, i]:
-                q[i] = math.exp(q[i] - top)
-                norm += q[i]
-            else:
-                q[i] = 0.0
-        for i in range(n_pool):
-            if pool_mask[pr, i]:
-                q[i] /= norm
-                w = pool_words[pr, i]
-                for k in range(dim):
-                    pooled[k] += q[i] * wv[w, k]
+        _softmax_pool(q, pool_mask, pool_words, pr, wv, pooled)
     # shares of (document, context, pool); a missing part gives its share away
     s_d = shares[0] if n_doc > 0 else f32(0.0)
     s_c = shares[1] if m > 0 else f32(0.0)
@@ -354,23 +349,11 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     grow = np.zeros((n_rows, dim), f32)
     if row_pool:
         for r in range(n_rows):
-            top = f32(-1e30)
             for i in range(n_pool):
                 if pool_mask[r, i]:
                     nrow[r] += 1
                     qrow[r, i] = salience[pool_words[r, i]]
-                    top = max(top, qrow[r, i])
-            norm = f32(0.0)
-            for i in range(n_pool):
-                if pool_mask[r, i]:
-                    qrow[r, i] = math.exp(qrow[r, i] - top)
-                    norm += qrow[r, i]
-            for i in range(n_pool):
-                if pool_mask[r, i]:
-                    qrow[r, i] /= norm
-                    w = pool_words[r, i]
-                    for k in range(dim):
-                        prow[r, k] += qrow[r, i] * wv[w, k]
+            _softmax_pool(qrow[r], pool_mask, pool_words, r, wv, prow[r])
     gbias = np.zeros(bias.shape[0], f32)
     gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
     total = 0.0

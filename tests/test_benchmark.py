@@ -128,3 +128,25 @@ def test_benchmarks_quality_section_is_generated_from_result_files(tmp_path, mon
     assert report.main(["--check"]) == 1
     assert "| 73.62 |" in doc.read_text()
     assert report.main([]) == 0 and report.main(["--check"]) == 0 and doc.read_text() == page
+
+
+def test_every_result_file_the_docs_link_to_is_in_the_repository() -> None:
+    """A figure in the docs is only as good as its result file: each linked file exists and is tracked by git
+    (a broad .gitignore once hid docs/results/ subfolders)."""
+    import subprocess
+
+    tracked = set(subprocess.run(["git", "ls-files", "docs"], cwd=REPO, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    linked = 0
+    for page in pages:
+        base = page.parent
+        for target in re.findall(r"\]\(((?:docs/)?results/[^)#]+)\)", page.read_text(encoding="utf-8")):
+            path = (base / target).resolve()
+            assert path.exists(), f"{page.name} links to missing {target}"
+            name = str(path.relative_to(REPO))
+            if tracked:  # in a git checkout: the file, or for a folder some file in it
+                assert name in tracked or (path.is_dir() and any(t.startswith(name + "/") for t in tracked)), \
+                    f"{page.name} links to untracked {target}"
+            linked += 1
+    assert linked > 20
