@@ -87,7 +87,7 @@ class Doc2VecConfig:
         (runs shuffled, so a batch mixes about ``batch_size / pool_group`` documents), and a document's
         examples in a batch share one draw of ``pool_sample`` words, pooled once. 1: every example draws
         its own sample (the target excluded) and positions are shuffled freely. The default, 8, measured as
-        accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains about twice as fast.
+        accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains faster (docs/attention-designs.md).
     context_dropout : float
         ``docquery`` only: training-time probability of hiding each context word.
     uniform_attention : bool
