@@ -72,16 +72,26 @@ def _scalar_step(param, state, i, g, lr):
 
 
 @njit(cache=True, inline="always")
-def _batch_slot(slot_of, rows, buf, row, n_used):
-    """The batch rule's slot of ``row`` (a fresh, zeroed one if the batch has not touched it), and the slots used."""
+def _slot(slot_of, rows, row, n_used):
+    """The batch rule's slot of ``row`` (a fresh one if the batch has not touched it), and the slots used."""
     slot = slot_of[row]
     if slot >= 0:
         return slot, n_used
     slot_of[row] = n_used
     rows[n_used] = row
-    for k in range(buf.shape[1]):
-        buf[n_used, k] = 0.0
     return n_used, n_used + 1
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _slot_step(table, state, row, buf, slot, lr, dim):
+    """:func:`_row_step` of ``row`` with the gradient in ``buf[slot]`` (no row view: threads share ``buf``)."""
+    sq = np.float32(0.0)
+    for k in range(dim):
+        sq += buf[slot, k] * buf[slot, k]
+    state[row] += sq / dim
+    scale = lr / (math.sqrt(state[row]) + EPS)
+    for k in range(dim):
+        table[row, k] -= scale * buf[slot, k]
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -330,7 +340,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         context_state, bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
         learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
         wscore, wcontext, out_slot, out_rows, obuf, gscores, rec_gd, rec_nu, rec_urows, rec_ugrad, rec_uscore,
-        rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec, rec_loss, chunks):
+        rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec, rec_loss, rec_dslot,
+        rec_uslot, rec_oslot, threads):
     """One batch: ``batched`` (the batch rule) computes every example's record in parallel from the batch-start
     tables (:func:`_example`), then sums the records per row in batch order and steps each row once, so the
     result does not depend on the thread count; otherwise (the example rule) example after example, each
@@ -359,7 +370,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     total = 0.0
     if batched:
         # ---- pass 1: every example's record, in parallel (the tables are only read) ----
-        n_chunks = max(1, min(n_batch, chunks))  # (numba.get_num_threads() here would defeat the disk cache)
+        n_chunks = max(1, min(n_batch, 4 * threads))  # (numba.get_num_threads() here would defeat the disk cache)
         for c in prange(n_chunks):
             vec = np.empty((6, dim), f32)
             p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
@@ -371,22 +382,16 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                                        bias, query, scores, ctx_mode, row_pool, prow, nrow, vec, p, ga, q, gp, z, g, gq,
                                        rec_gd, rec_nu, rec_urows, rec_ugrad, rec_uscore, rec_ucontext, rec_dectx,
                                        rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec)
-        # ---- pass 2: sum the records per row, in batch order ----
+        # ---- pass 2: every record entry's row slot, in batch order (integers only), and the small sums ----
         n_dt = 0  # rows touched so far in the batch (documents, words, outputs)
         n_wt = 0
         n_ot = 0
         for b in range(n_batch):
             total += rec_loss[b]
-            n_doc = 0
-            for t in range(n_tags):
-                if doc_slots[b, t] >= 0:
-                    n_doc += 1
             for t in range(n_tags):
                 r = doc_slots[b, t]
                 if r >= 0:
-                    slot, n_dt = _batch_slot(doc_slot, doc_rows, dbuf, r, n_dt)
-                    for k in range(dim):
-                        dbuf[slot, k] += rec_gd[b, k] / n_doc
+                    rec_dslot[b, t], n_dt = _slot(doc_slot, doc_rows, r, n_dt)
             for s in range(n_ctx):
                 if word_mask[b, s]:
                     if ctx_mode == WORD_POSITION or design != POOLED:
@@ -404,28 +409,20 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             if not update_shared:
                 continue
             for u in range(rec_nu[b]):
-                w = rec_urows[b, u]
-                slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
-                if n_new > n_wt:  # a row new to this batch: its score sums start at zero too
-                    wscore[slot] = 0.0
-                    wcontext[slot] = 0.0
-                    n_wt = n_new
-                for k in range(dim):
-                    wbuf[slot, k] += rec_ugrad[b, u, k]
-                wscore[slot] += rec_uscore[b, u]
-                wcontext[slot] += rec_ucontext[b, u]
+                rec_uslot[b, u], n_wt = _slot(word_slot, word_rows, rec_urows[b, u], n_wt)
             for u in range(rec_no[b]):
-                o = rec_orows[b, u]
-                slot, n_ot = _batch_slot(out_slot, out_rows, obuf, o, n_ot)
-                for k in range(dim):
-                    obuf[slot, k] += rec_ograd[b, u, k]
-        if row_pool and update_shared:
+                rec_oslot[b, u], n_ot = _slot(out_slot, out_rows, rec_orows[b, u], n_ot)
+        pool_rows = row_pool and update_shared
+        pslot = np.full((n_rows if pool_rows else 1, n_pool), -1, np.int64)
+        gpr = np.zeros((n_rows if pool_rows else 1, n_pool), f32)
+        if pool_rows:
+            for r in range(n_rows):
+                for i in range(n_pool):
+                    if pool_mask[r, i]:
+                        pslot[r, i], n_wt = _slot(word_slot, word_rows, pool_words[r, i], n_wt)
             # each sample's summed gradient G over its words: pooled = sum_i q_i x_i gives
             # dL/dx_i = q_i G and dL/dr_i = q_i (G.x_i - sum_j q_j G.x_j)
-            gp = np.empty(n_pool, f32)
-            for r in range(n_rows):
-                if nrow[r] == 0:
-                    continue
+            for r in prange(n_rows):
                 mean_gp = f32(0.0)
                 for i in range(n_pool):
                     if pool_mask[r, i]:
@@ -433,35 +430,73 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                         acc = f32(0.0)
                         for k in range(dim):
                             acc += grow[r, k] * wv[w, k]
-                        gp[i] = acc
+                        gpr[r, i] = acc
                         mean_gp += qrow[r, i] * acc
                 for i in range(n_pool):
                     if pool_mask[r, i]:
-                        w = pool_words[r, i]
-                        slot, n_new = _batch_slot(word_slot, word_rows, wbuf, w, n_wt)
-                        if n_new > n_wt:
-                            wscore[slot] = 0.0
-                            wcontext[slot] = 0.0
-                            n_wt = n_new
+                        gpr[r, i] = qrow[r, i] * (gpr[r, i] - mean_gp)
+        # ---- pass 3: the sums, each thread the slots it owns (slot % owners), each slot in batch order ----
+        owners = max(1, min(threads, n_dt + n_wt + n_ot))
+        for own in prange(owners):
+            for slot in range(own, n_dt, owners):
+                for k in range(dim):
+                    dbuf[slot, k] = 0.0
+            for slot in range(own, n_wt, owners):
+                wscore[slot] = 0.0
+                wcontext[slot] = 0.0
+                for k in range(dim):
+                    wbuf[slot, k] = 0.0
+            for slot in range(own, n_ot, owners):
+                for k in range(dim):
+                    obuf[slot, k] = 0.0
+            for b in range(n_batch):
+                n_doc = 0
+                for t in range(n_tags):
+                    if doc_slots[b, t] >= 0:
+                        n_doc += 1
+                for t in range(n_tags):
+                    if doc_slots[b, t] >= 0 and rec_dslot[b, t] % owners == own:
+                        slot = rec_dslot[b, t]
                         for k in range(dim):
-                            wbuf[slot, k] += qrow[r, i] * grow[r, k]
-                        wscore[slot] += qrow[r, i] * (gp[i] - mean_gp)
-        # ---- one Adagrad step per row with the batch's summed gradient (AutogradStep's rule) ----
-        for slot in range(n_dt):
-            _row_step(docs, doc_state, doc_rows[slot], dbuf[slot], lr, dim)
-            doc_slot[doc_rows[slot]] = -1
-        for slot in range(n_wt):
-            w = word_rows[slot]
-            _row_step(wv, word_state, w, wbuf[slot], lr, dim)
-            if design == POOLED:
-                if learn_pool:
-                    _scalar_step(salience, salience_state, w, wscore[slot], lr_layer)
-                if learn_context:
-                    _scalar_step(context, context_state, w, wcontext[slot], lr_layer)
-            word_slot[w] = -1
-        for slot in range(n_ot):
-            _row_step(ov, out_state, out_rows[slot], obuf[slot], lr, dim)
-            out_slot[out_rows[slot]] = -1
+                            dbuf[slot, k] += rec_gd[b, k] / n_doc
+                if not update_shared:
+                    continue
+                for u in range(rec_nu[b]):
+                    slot = rec_uslot[b, u]
+                    if slot % owners == own:
+                        for k in range(dim):
+                            wbuf[slot, k] += rec_ugrad[b, u, k]
+                        wscore[slot] += rec_uscore[b, u]
+                        wcontext[slot] += rec_ucontext[b, u]
+                for u in range(rec_no[b]):
+                    slot = rec_oslot[b, u]
+                    if slot % owners == own:
+                        for k in range(dim):
+                            obuf[slot, k] += rec_ograd[b, u, k]
+            if pool_rows:
+                for r in range(n_rows):
+                    for i in range(n_pool):
+                        slot = pslot[r, i]
+                        if slot >= 0 and slot % owners == own:
+                            for k in range(dim):
+                                wbuf[slot, k] += qrow[r, i] * grow[r, k]
+                            wscore[slot] += gpr[r, i]
+            # ---- one Adagrad step per owned row with the batch's summed gradient (AutogradStep's rule) ----
+            for slot in range(own, n_dt, owners):
+                _slot_step(docs, doc_state, doc_rows[slot], dbuf, slot, lr, dim)
+                doc_slot[doc_rows[slot]] = -1
+            for slot in range(own, n_wt, owners):
+                w = word_rows[slot]
+                _slot_step(wv, word_state, w, wbuf, slot, lr, dim)
+                if design == POOLED:
+                    if learn_pool:
+                        _scalar_step(salience, salience_state, w, wscore[slot], lr_layer)
+                    if learn_context:
+                        _scalar_step(context, context_state, w, wcontext[slot], lr_layer)
+                word_slot[w] = -1
+            for slot in range(own, n_ot, owners):
+                _slot_step(ov, out_state, out_rows[slot], obuf, slot, lr, dim)
+                out_slot[out_rows[slot]] = -1
         if update_shared and learn_context:
             for i in range(bias.shape[0]):
                 _scalar_step(bias, bias_state, i, gbias[i], lr_layer)
@@ -616,28 +651,30 @@ class LayerFusedStep:
                                     arrays[4].size)
         doc_slot, word_slot, out_slot = self._maps
         doc_rows, dbuf, word_rows, wbuf, wscore, wcontext, out_rows, obuf = buffers
-        records = self._records_for(n if self.batched else 1, arrays[1].shape[1], pool[0].shape[1], arrays[4].shape[1])
+        records = self._records_for(n if self.batched else 1, arrays[0].shape[1], arrays[1].shape[1], pool[0].shape[1],
+                                    arrays[4].shape[1])
         with parallel_launch(self.threads if self.batched else 1):
             return call_kernel(_run, self.design, self.shares, *arrays, *pool,
                                self.docs, self.doc_state, *self.tables, *self.params, np.float32(alpha),
                                np.float32(alpha * self.attention_alpha), self.update_shared, self.learn_pool,
                                self.learn_context, self.ctx_mode, self.batched, doc_slot, doc_rows, dbuf, word_slot,
                                word_rows, wbuf, wscore, wcontext, out_slot, out_rows, obuf, self._gscores, *records,
-                               4 * self.threads)
+                               self.threads if self.batched else 1)
 
-    def _records_for(self, n: int, n_ctx: int, n_pool: int, n_out: int) -> tuple[np.ndarray, ...]:
-        """Per-example gradient records (see :func:`_example`), allocated once and reused."""
+    def _records_for(self, n: int, n_tags: int, n_ctx: int, n_pool: int, n_out: int) -> tuple[np.ndarray, ...]:
+        """Per-example gradient records (see :func:`_example`) and their row slots, allocated once and reused."""
         dim = self._sizes[2]
         r = self._records
         if r is None or r[0].shape[0] < n or r[2].shape[1] != n_ctx + n_pool or r[8].shape[1] != n_out \
-                or r[6].shape[1] != n_ctx:
+                or r[6].shape[1] != n_ctx or r[14].shape[1] != n_tags:
             n_u = n_ctx + n_pool
             r = self._records = (
                 np.empty((n, dim), np.float32), np.empty(n, np.int64), np.empty((n, n_u), np.int64),
                 np.empty((n, n_u, dim), np.float32), np.empty((n, n_u), np.float32), np.empty((n, n_u), np.float32),
                 np.empty((n, n_ctx), np.float32), np.empty(n, np.int64), np.empty((n, n_out), np.int64),
                 np.empty((n, n_out, dim), np.float32), np.empty((n, dim), np.float32), np.empty((n, dim), np.float32),
-                np.empty((n, dim), np.float32), np.empty(n, np.float64))
+                np.empty((n, dim), np.float32), np.empty(n, np.float64), np.empty((n, n_tags), np.int64),
+                np.empty((n, n_u), np.int64), np.empty((n, n_out), np.int64))
         return r
 
     def _buffers_for(self, n_doc: int, n_word: int, n_out: int) -> tuple[np.ndarray, ...]:
