@@ -15,9 +15,10 @@ repeated negative) gets its gradients summed first, as the reference does.
 
 Designs (``DESIGNS``): ``attention`` (pooled document words), ``docquery``, ``docloss``; the
 gradients are written out in the comments of :func:`_example`. Under the batch rule the examples'
-gradients are computed on all threads (pass 1, the tables only read), then summed per row and applied
-in batch order on one (pass 2), so a seed gives the same tables on any number of threads; the example
-rule is serial.
+gradients are computed on all threads (pass 1, the tables only read); one thread gives every record entry
+its row slot in batch order (pass 2, integers and a few small sums); then each thread sums and steps the
+slots it owns, each in batch order (pass 3). So a seed gives the same tables on any number of threads. The
+example rule is serial.
 """
 
 from __future__ import annotations
@@ -343,9 +344,10 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec, rec_loss, rec_dslot,
         rec_uslot, rec_oslot, threads):
     """One batch: ``batched`` (the batch rule) computes every example's record in parallel from the batch-start
-    tables (:func:`_example`), then sums the records per row in batch order and steps each row once, so the
-    result does not depend on the thread count; otherwise (the example rule) example after example, each
-    stepping its rows at once."""
+    tables (:func:`_example`), gives each record entry its row slot in batch order, then sums the records per
+    slot (each thread the slots it owns, in batch order) and steps each row once, so the result does not
+    depend on the thread count; otherwise (the example rule) example after example, each stepping its rows
+    at once."""
     n_batch, n_tags = doc_slots.shape
     n_ctx, n_pool = words.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
