@@ -150,24 +150,20 @@ class Sampler:
                    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """The words drawn from the examples' documents (designs that pool them): ``pool_words``, ``pool_mask``
         and ``pool_index`` of :class:`~attn_doc2vec.model.Batch` (all None without ``pool_sample``)."""
-        pool_words = pool_mask = pool_index = None
-        start, end = corpus.offsets[docs], corpus.offsets[docs + 1]
-        if self.pool_sample and self.pool_group > 1:
-            # one sample per document of the batch, shared by its examples (the target not excluded)
-            rows, pool_index = torch.unique(docs, return_inverse=True)
-            draw = torch.rand((rows.shape[0], self.pool_sample), generator=self.generator, device=positions.device)
-            first, length = corpus.offsets[rows][:, None], (corpus.offsets[rows + 1] - corpus.offsets[rows])[:, None]
-            pool_words = corpus.tokens[first + torch.minimum((draw * length).long(), length - 1)]  # (R, P)
-            pool_mask = torch.ones_like(pool_words, dtype=torch.bool)
-        elif self.pool_sample:
-            # Doc2VecC's corruption: words drawn uniformly from the document, the target itself excluded
-            draw = torch.rand((positions.shape[0], self.pool_sample), generator=self.generator,
-                              device=positions.device)
-            length = (end - start)[:, None]
-            pool = start[:, None] + torch.minimum((draw * length).long(), length - 1)  # (B, P)
-            pool_mask = pool != positions[:, None]
-            pool_words = corpus.tokens[pool]
-        return pool_words, pool_mask, pool_index
+        if not self.pool_sample:
+            return None, None, None
+        pool_index = None
+        if self.pool_group > 1:  # one sample per document of the batch, shared by its examples (target not excluded)
+            docs, pool_index = torch.unique(docs, return_inverse=True)
+        start = corpus.offsets[docs][:, None]
+        length = corpus.offsets[docs + 1][:, None] - start
+        draw = torch.rand((docs.shape[0], self.pool_sample), generator=self.generator, device=positions.device)
+        pool = start + torch.minimum((draw * length).long(), length - 1)  # (R, P)
+        pool_words = corpus.tokens[pool]
+        if pool_index is not None:
+            return pool_words, torch.ones_like(pool_words, dtype=torch.bool), pool_index
+        # Doc2VecC's corruption, one sample per example: words drawn uniformly from the document, the target excluded
+        return pool_words, pool != positions[:, None], None
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
         """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""

@@ -83,6 +83,17 @@ def _slot(slot_of, rows, row, n_used):
     return n_used, n_used + 1
 
 
+@njit(cache=True, inline="always")
+def _record_slot(rows, j, n_used, row):
+    """Record ``j``'s slot of ``row`` among its ``n_used`` distinct rows (a new one at the end if absent), and
+    the rows used: an example sums the gradients of a row it uses several times."""
+    for u in range(n_used):
+        if rows[j, u] == row:
+            return u, n_used
+    rows[j, n_used] = row
+    return n_used, n_used + 1
+
+
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _slot_step(table, state, row, buf, slot, lr, dim):
     """:func:`_row_step` of ``row`` with the gradient in ``buf[slot]`` (no row view: threads share ``buf``)."""
@@ -237,15 +248,9 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     for jj in range(n_out):
         if not output_mask[b, jj]:
             continue
-        o = outputs[b, jj]
-        slot = -1
-        for u in range(n_o):
-            if orows[j, u] == o:
-                slot = u
-        if slot < 0:
-            slot = n_o
-            n_o += 1
-            orows[j, slot] = o
+        slot, n_new = _record_slot(orows, j, n_o, outputs[b, jj])
+        if n_new > n_o:
+            n_o = n_new
             for k in range(dim):
                 ograd[j, slot, k] = 0.0
         for k in range(dim):
@@ -301,14 +306,9 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             w = pool_words[pr, i]
             coef = s_p * q[i]
             de = s_p * q[i] * (gp[i] - mean_gp)
-        slot = -1
-        for u in range(n_u):
-            if urows[j, u] == w:
-                slot = u
-        if slot < 0:
-            slot = n_u
-            n_u += 1
-            urows[j, slot] = w
+        slot, n_new = _record_slot(urows, j, n_u, w)
+        if n_new > n_u:
+            n_u = n_new
             uscore[j, slot] = 0.0
             ucontext[j, slot] = 0.0
             for k in range(dim):

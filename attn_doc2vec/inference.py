@@ -17,7 +17,7 @@ from attn_doc2vec.batching import Sampler
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import Vocabulary, encode_words
 from attn_doc2vec.model import Doc2VecModule
-from attn_doc2vec.training import Trainer, make_generator
+from attn_doc2vec.training import Trainer, make_generator, pool_function, resolve_backend
 
 
 def initial_vectors(word_lists: list[list[str]], vector_size: int) -> np.ndarray:
@@ -68,13 +68,15 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
     if len(encoded.tokens) == 0:
         return docs
     free_share = module.layer.document_shares()[0] if module.pools_documents else 1.0
-    trainer = Trainer(module, Sampler.from_vocab(vocab, config, make_generator(config.seed, device)), config)
     if free_share > 0:  # with no free document vector (attention's default) inference is the forward pass alone
-        trainer.run(encoded, epochs, alpha, min_alpha, doc_vectors=docs, progress=progress, desc="inferring")
+        sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
+        Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
+                                             progress=progress, desc="inferring")
     if module.pools_documents:  # the pooled words are a forward pass: no optimisation
         tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
         offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
         rows = torch.arange(len(word_lists), device=device)[:, None]
-        pooled = module.pool_tags(tokens, offsets, rows, len(word_lists), pool=trainer.pool_function())
+        pool = pool_function(resolve_backend(config.backend, device), config)
+        pooled = module.pool_tags(tokens, offsets, rows, len(word_lists), pool=pool)
         docs = module.document_vectors(docs, pooled)
     return docs

@@ -160,6 +160,17 @@ def first_call_seconds() -> float:
     return fused.first_call_seconds() if fused is not None else 0.0
 
 
+def pool_function(backend: str, config: Doc2VecConfig) -> Callable[..., Tensor] | None:
+    """The per-document pooling of ``backend`` (Numba's kernel on the CPU; None: the PyTorch reference)."""
+    if backend != "numba":
+        return None
+    from functools import partial
+
+    from attn_doc2vec.fused_layers import pooled_documents_cpu  # imports Numba only when it is used
+
+    return partial(pooled_documents_cpu, threads=config.workers)
+
+
 def resolve_device(name: str) -> torch.device:
     """Turn ``"auto"`` into CUDA when available, else CPU; check that an explicit device exists."""
     if name == "auto":
@@ -311,7 +322,8 @@ class Trainer:
                                                     encoded.raw_words, stop)
                 if doc_vectors is None and self.module.pools_documents:
                     self.module.pooled_docs.copy_(self.module.pool_tags(corpus.tokens, corpus.offsets, corpus.tags,
-                                                                        docs.shape[0], pool=self.pool_function()))
+                                                                        docs.shape[0],
+                                                                        pool=pool_function(self.backend, self.config)))
                 if schedule.batch:  # Ctrl-C stopped it in the middle of the epoch
                     raise TrainingInterrupted(schedule)
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
@@ -332,16 +344,6 @@ class Trainer:
                 if stop[0] and not schedule.finished:
                     raise TrainingInterrupted(schedule)
         return history
-
-    def pool_function(self) -> Callable[..., Tensor] | None:
-        """The per-document pooling of the backend (Numba's kernel on the CPU; None: the PyTorch reference)."""
-        if self.backend != "numba":
-            return None
-        from functools import partial
-
-        from attn_doc2vec.fused_layers import pooled_documents_cpu  # imports Numba only when it is used
-
-        return partial(pooled_documents_cpu, threads=self.config.workers)
 
     def _epoch(self, corpus: DeviceCorpus, docs: Tensor, update_shared: bool, schedule: Schedule, bar,
                raw_words: int, stop: list[bool]) -> tuple[float, int, float]:
