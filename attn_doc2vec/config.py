@@ -88,6 +88,9 @@ class Doc2VecConfig:
         examples in a batch share one draw of ``pool_sample`` words, pooled once. 1: every example draws
         its own sample (the target excluded) and positions are shuffled freely. The default, 8, measured as
         accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains faster (docs/attention-designs.md).
+    pool_loss : float
+        ``attention`` only: weight of a second loss in which the pooled document words alone predict the
+        target (PV-DBOW's objective on the attention-pooled vector; 0: none). PyTorch backend only.
     context_dropout : float
         ``docquery`` only: training-time probability of hiding each context word.
     uniform_attention : bool
@@ -135,6 +138,7 @@ class Doc2VecConfig:
     pool_share: float = 0.5
     pool_sample: int = 40
     pool_group: int = 8
+    pool_loss: float = 0.0
     context_dropout: float = 0.3
     uniform_attention: bool = False
     attention_parts: str = "both"
@@ -192,6 +196,7 @@ class Doc2VecConfig:
         _check_int(self, "row_update_cap", 1)
         _check_int(self, "pool_sample", 1)
         _check_int(self, "pool_group", 1)
+        _check_float(self, "pool_loss", 0.0)
         for name in ("pool_share", "context_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

@@ -598,6 +598,8 @@ class LayerFusedStep:
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"The 'update_rule' parameter must be one of {UPDATE_RULES}. Got {update_rule!r} instead.")
         layer = module.layer
+        if getattr(layer, "pool_loss", 0) > 0:
+            raise ValueError("pool_loss > 0 is not in the Numba kernel yet: train it with backend='torch'.")
         self.design = DESIGNS[layer.name]
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha

@@ -373,7 +373,11 @@ class Doc2VecModule(nn.Module):
         loss = (nn.functional.softplus(-sign * z) * keep).sum()
         if out.doc_query is not None:
             # the document alone predicts the target, weighted by what the context failed to predict
-            miss = (1.0 - torch.sigmoid(z[:, 0])).detach()  # (B,)
+            # (or by a constant weight)
             zq = torch.einsum("bd,bkd->bk", out.doc_query, v)
-            loss = loss + (miss * (nn.functional.softplus(-sign * zq) * keep).sum(1)).sum()
+            doc_loss = (nn.functional.softplus(-sign * zq) * keep).sum(1)  # (B,)
+            if out.doc_query_weight is None:
+                loss = loss + ((1.0 - torch.sigmoid(z[:, 0])).detach() * doc_loss).sum()
+            else:
+                loss = loss + out.doc_query_weight * doc_loss.sum()
         return loss, out

@@ -231,3 +231,28 @@ def test_batch_rule_gives_the_same_tables_on_any_thread_count(topic_docs, contex
     two = trained(topic_docs, context, backend="numba", workers=2)
     for (name, a), b in zip(one.module.state_dict().items(), two.module.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_pool_loss_adds_the_pooled_words_own_prediction_loss(topic_docs):
+    """pool_loss = w: the loss is the PV-DM loss plus w times the pooled vector alone predicting the target."""
+    model = trained(topic_docs, "attention", pool_loss=0.7)
+    batch = batch_of(model, topic_docs[:12])
+    module = model.module
+    rows = module.gather(batch)
+    loss, out = module.layer_loss(batch, rows)
+    v, keep = rows["outputs"], batch.output_mask.float()
+    sign = torch.ones_like(keep)
+    sign[:, 1:] = -1.0
+    plain = (torch.nn.functional.softplus(-sign * torch.einsum("bd,bkd->bk", out.h, v)) * keep).sum()
+    pooled = torch.einsum("rp,rpd->rd", masked_softmax(module.layer.row_salience[batch.pool_words], batch.pool_mask),
+                          rows["pool"])[batch.pool_index]
+    own = (torch.nn.functional.softplus(-sign * torch.einsum("bd,bkd->bk", pooled, v)) * keep).sum()
+    assert float(own) > 0
+    assert float(loss) == pytest.approx(float(plain + 0.7 * own), rel=1e-5)
+    with pytest.raises(ValueError, match="backend='torch'"):
+        LayerFusedStep(module, module.doc_vectors.data, True)
+    auto = Doc2Vec(context="attention", pool_loss=0.7, **(SMALL | dict(backend="auto")))
+    auto.build_vocab(topic_docs[:12])
+    auto.train(topic_docs[:12], epochs=1, progress=False)  # "auto" picks the PyTorch backend for it
+    with pytest.raises(ValueError, match="pool_loss"):
+        Doc2VecConfig(pool_loss=-1.0).validate()

@@ -84,6 +84,9 @@ class ContextOutput:
     doc_query : Tensor or None
         ``(B, D)`` a vector that, dotted with an output vector, predicts from the document alone
         (designs with a document loss of their own), else None.
+    doc_query_weight : float or None
+        Constant weight of that loss; None weights each target by what the context failed to predict,
+        ``1 - sigmoid(h . v_target)`` (``docloss``).
     """
 
     h: Tensor
@@ -91,6 +94,7 @@ class ContextOutput:
     attention: Tensor
     word_weights: Tensor
     doc_query: Tensor | None = None
+    doc_query_weight: float | None = None
 
 
 class ContextLayer(nn.Module):

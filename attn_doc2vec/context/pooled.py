@@ -50,6 +50,8 @@ class PooledAttention(ContextLayer):
         ``s_d`` and ``s_p``; the context words get ``1 - s_d - s_p``.
     pool_sample : int
         ``P``, words drawn from the document per target.
+    pool_loss : float
+        Weight of a second loss in which the pooled words alone predict the target (0: none).
     uniform : bool
         Keep every score at zero (the uniform twin).
     """
@@ -58,7 +60,7 @@ class PooledAttention(ContextLayer):
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
                  pool_sample: int, uniform: bool = False, parts: str = "both",
-                 context_scores: str = "word") -> None:
+                 context_scores: str = "word", pool_loss: float = 0.0) -> None:
         super().__init__()
         self.learned = not uniform
         if parts not in ATTENTION_PARTS:
@@ -79,6 +81,7 @@ class PooledAttention(ContextLayer):
                              f"Got {doc_share} + {pool_share}.")
         self.shares = (doc_share, 1.0 - doc_share - pool_share, pool_share)
         self.pool_sample = pool_sample
+        self.pool_loss = pool_loss
         self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # r: document attention
         self.row_context = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # c: context attention
         self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=False)  # b
@@ -99,7 +102,10 @@ class PooledAttention(ContextLayer):
         share = present * torch.tensor(self.shares, dtype=dtype, device=d.device)  # (B, 3)
         share = share / share.sum(1, keepdim=True).clamp(min=1e-12)  # a missing part gives its share away
         h = share[:, :1] * d + share[:, 1:2] * ctx + share[:, 2:] * pooled
-        return ContextOutput(h=h, doc_weight=share[:, 0], attention=p, word_weights=share[:, 1:2] * p)
+        out = ContextOutput(h=h, doc_weight=share[:, 0], attention=p, word_weights=share[:, 1:2] * p)
+        if self.pool_loss > 0:  # the pooled words alone predict the target too (PV-DBOW's objective)
+            out.doc_query, out.doc_query_weight = pooled * has_pool[:, None].to(dtype), self.pool_loss
+        return out
 
     def context_score(self, words: Tensor, positions: Tensor) -> Tensor:
         """Scores ``e`` of context words: ``c[w] + b[pos]``, ``c[w]`` or the shared ``r[w]``."""
