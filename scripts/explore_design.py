@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     module = model.module
     views = {"dv": model.dv.vectors}
     if module.pools_documents:
-        views["free"] = module.doc_vectors.data.numpy()
-        views["pooled"] = module.pooled_docs.numpy()
+        views["free"] = module.doc_vectors.data.cpu().numpy()
+        views["pooled"] = module.pooled_docs.cpu().numpy()
         views["free+pooled concatenated"] = np.hstack([views["free"], views["pooled"]])
     scores = {}
     for name, table in views.items():
