@@ -141,13 +141,14 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     Record ``j`` of ``gd`` (document), ``urows``/``ugrad``/``uscore``/``ucontext`` (its distinct word rows,
     ``n_us[j]`` of them, with summed gradients), ``dectx`` (each context slot's score gradient), ``orows``/
     ``ograd`` (distinct output rows), ``gpool`` (``s_p dL/dh``, for a shared pool row), ``gqd``/``dvec``
-    (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds six ``(D,)`` scratch rows. Returns the loss.
+    (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds seven ``(D,)`` scratch rows. ``shares`` is ``(s_d, s_c,
+    s_p, pool_loss)``. Returns the loss.
     """
     n_tags = doc_slots.shape[1]
     n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
     f32 = np.float32
-    d, ctx, pooled, h, gh, qd = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5]
+    d, ctx, pooled, h, gh, qd, gP = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6]
     inv_sqrt = f32(1.0 / math.sqrt(dim))
     total = 0.0
     # ---- forward -------------------------------------------------------------------------
@@ -243,7 +244,23 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             gq[jj] = miss * (_sigmoid(acc) - (1.0 if jj == 0 else 0.0))
             for k in range(dim):
                 gd[j, k] += gq[jj] * ov[o, k]
-    # output rows: dL/dv_j = g_j h (+ gq_j d), summed over repeats of a row
+    # dL/d(pooled) = s_p gh, plus (pool_loss) the pooled words alone predicting the target, PV-DBOW's loss
+    pool_loss = design == POOLED and shares[3] > 0 and n_p > 0
+    for k in range(dim):
+        gP[k] = s_p * gh[k]
+    if pool_loss:
+        for jj in range(n_out):
+            if not output_mask[b, jj]:
+                continue
+            o = outputs[b, jj]
+            acc = f32(0.0)
+            for k in range(dim):
+                acc += pooled[k] * ov[o, k]
+            total += shares[3] * (_softplus(-acc) if jj == 0 else _softplus(acc))
+            gq[jj] = shares[3] * (_sigmoid(acc) - (1.0 if jj == 0 else 0.0))
+            for k in range(dim):
+                gP[k] += gq[jj] * ov[o, k]
+    # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j pooled), summed over repeats of a row
     n_o = 0
     for jj in range(n_out):
         if not output_mask[b, jj]:
@@ -257,10 +274,13 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             ograd[j, slot, k] += g[jj] * h[k]
             if design == DOCLOSS:
                 ograd[j, slot, k] += gq[jj] * d[k]
+            elif pool_loss:
+                ograd[j, slot, k] += gq[jj] * pooled[k]
     n_os[j] = n_o
     # ---- backward into the inputs -------------------------------------------------------
     # h = s_d d + s_c sum_j p_j x_j + s_p sum_i q_i x_i
     # dL/dd += s_d gh;  dL/dx_j = s_c p_j gh;  de_j = s_c p_j (gh.x_j - sum_i p_i gh.x_i)
+    # pooled words: dL/dx_i = q_i gP;  de_i = q_i (gP.x_i - sum_l q_l gP.x_l), gP = dL/d(pooled)
     for k in range(dim):
         gd[j, k] += s_d * gh[k]
     mean_ga = f32(0.0)
@@ -275,14 +295,14 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     mean_gp = f32(0.0)
     if row_pool:  # the shared sample's gradient, spread over its words once per batch
         for k in range(dim):
-            gpool[j, k] = s_p * gh[k]
+            gpool[j, k] = gP[k]
     elif design == POOLED:
         for i in range(n_pool):
             if pool_mask[pr, i]:
                 w = pool_words[pr, i]
                 acc = f32(0.0)
                 for k in range(dim):
-                    acc += gh[k] * wv[w, k]
+                    acc += gP[k] * wv[w, k]
                 gp[i] = acc
                 mean_gp += q[i] * acc
     for k in range(dim):
@@ -304,8 +324,8 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             if design != POOLED or not pool_mask[pr, i]:
                 continue
             w = pool_words[pr, i]
-            coef = s_p * q[i]
-            de = s_p * q[i] * (gp[i] - mean_gp)
+            coef = q[i]
+            de = q[i] * (gp[i] - mean_gp)
         slot, n_new = _record_slot(urows, j, n_u, w)
         if n_new > n_u:
             n_u = n_new
@@ -313,8 +333,12 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             ucontext[j, slot] = 0.0
             for k in range(dim):
                 ugrad[j, slot, k] = 0.0
-        for k in range(dim):
-            ugrad[j, slot, k] += coef * gh[k]
+        if in_ctx:
+            for k in range(dim):
+                ugrad[j, slot, k] += coef * gh[k]
+        else:
+            for k in range(dim):
+                ugrad[j, slot, k] += coef * gP[k]
         if in_ctx:
             if design == DOCQUERY:
                 # e_j = (Q d).x_j / sqrt(D): dx_j += de Qd / sqrt(D), d(Qd) += de x_j / sqrt(D)
@@ -374,7 +398,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         # ---- pass 1: every example's record, in parallel (the tables are only read) ----
         n_chunks = max(1, min(n_batch, 4 * threads))  # (numba.get_num_threads() here would defeat the disk cache)
         for c in prange(n_chunks):
-            vec = np.empty((6, dim), f32)
+            vec = np.empty((7, dim), f32)
             p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
             q, gp = np.empty(n_pool, f32), np.empty(n_pool, f32)
             z, g, gq = np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32)
@@ -515,7 +539,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                         gflat[i] = 0.0
         return total
     # ---- example rule: each example's rows stepped at once (row-wise Adagrad, each row once per example) ----
-    vec = np.empty((6, dim), f32)
+    vec = np.empty((7, dim), f32)
     p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
     q, gp = np.empty(n_pool, f32), np.empty(n_pool, f32)
     z, g, gq = np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32)
@@ -598,8 +622,6 @@ class LayerFusedStep:
         if update_rule not in UPDATE_RULES:
             raise ValueError(f"The 'update_rule' parameter must be one of {UPDATE_RULES}. Got {update_rule!r} instead.")
         layer = module.layer
-        if getattr(layer, "pool_loss", 0) > 0:
-            raise ValueError("pool_loss > 0 is not in the Numba kernel yet: train it with backend='torch'.")
         self.design = DESIGNS[layer.name]
         self.update_shared = update_shared
         self.attention_alpha = attention_alpha
@@ -624,9 +646,9 @@ class LayerFusedStep:
         self.params = (*param("row_salience", empty1), *param("row_context", empty1), *param("position_bias", empty1),
                        *param("query", empty2), *param("row_scores", empty2))
         if layer.name == "attention":
-            shares = layer.shares
+            shares = (*layer.shares, layer.pool_loss)
         else:
-            shares = (layer.doc_share, 1.0 - layer.doc_share, 0.0)
+            shares = (layer.doc_share, 1.0 - layer.doc_share, 0.0, 0.0)
         self.shares = np.asarray(shares, np.float32)
         # batch rule: row -> slot maps (kept at -1 between steps) and per-slot gradient sums, grown on demand
         n_docs, n_words, dim = self.docs.shape[0], self.tables[0].shape[0], self.docs.shape[1]

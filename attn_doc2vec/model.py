@@ -373,11 +373,11 @@ class Doc2VecModule(nn.Module):
         loss = (nn.functional.softplus(-sign * z) * keep).sum()
         if out.doc_query is not None:
             # the document alone predicts the target, weighted by what the context failed to predict
-            # (or by a constant weight)
+            # (or by the design's weights)
             zq = torch.einsum("bd,bkd->bk", out.doc_query, v)
             doc_loss = (nn.functional.softplus(-sign * zq) * keep).sum(1)  # (B,)
             if out.doc_query_weight is None:
                 loss = loss + ((1.0 - torch.sigmoid(z[:, 0])).detach() * doc_loss).sum()
             else:
-                loss = loss + out.doc_query_weight * doc_loss.sum()
+                loss = loss + (out.doc_query_weight * doc_loss).sum()
         return loss, out

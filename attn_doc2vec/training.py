@@ -242,9 +242,7 @@ class Trainer:
         self.module = module
         self.config = config
         self.device = module.word_vectors.device
-        # pool_loss has no Numba kernel yet: "auto" picks the PyTorch backend for it
-        self.backend = resolve_backend("torch" if config.backend == "auto" and config.pool_loss > 0 else config.backend,
-                                       self.device)
+        self.backend = resolve_backend(config.backend, self.device)
         sampler.pool_sample = module.layer.pool_sample if module.uses_layer else 0
         sampler.pool_group = config.pool_group
         sampler.context_dropout = module.layer.context_dropout if module.uses_layer else 0.0

@@ -47,7 +47,7 @@ def example(batch: Batch, i: int) -> Batch:
 @pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [("attention", dict(doc_share=0.3)),
     ("attention", dict(attention_parts="document")), ("attention", dict(attention_parts="context")),
     ("attention", dict(context_scores="word")), ("attention", dict(context_scores="shared")),
-    ("attention", dict(pool_group=1))])
+    ("attention", dict(pool_group=1)), ("attention", dict(pool_loss=0.7, pool_group=1))])
 def test_fused_kernel_equals_the_autograd_reference(topic_docs, context, extra):
     """update_rule="example": the hand-written Numba gradients and Adagrad steps equal autograd's, example by
     example."""
@@ -189,7 +189,8 @@ def test_bad_shares_are_refused():
 @pytest.mark.parametrize("context, extra", [(c, {}) for c in DESIGNS] + [("attention", dict(doc_share=0.3)),
     ("attention", dict(attention_parts="document")), ("attention", dict(context_scores="word+position")),
     ("attention", dict(context_scores="shared")), ("attention", dict(pool_group=1)),
-    ("attention", dict(pool_group=4, doc_share=0.3, context_scores="shared"))])
+    ("attention", dict(pool_group=4, doc_share=0.3, context_scores="shared")),
+    ("attention", dict(pool_loss=0.7)), ("attention", dict(pool_loss=0.7, pool_group=1))])
 def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_docs, context, extra):
     """update_rule="batch": the Numba kernel sums the batch's gradients per row and steps once, as AutogradStep."""
     model = trained(topic_docs, context, **extra)
@@ -249,10 +250,5 @@ def test_pool_loss_adds_the_pooled_words_own_prediction_loss(topic_docs):
     own = (torch.nn.functional.softplus(-sign * torch.einsum("bd,bkd->bk", pooled, v)) * keep).sum()
     assert float(own) > 0
     assert float(loss) == pytest.approx(float(plain + 0.7 * own), rel=1e-5)
-    with pytest.raises(ValueError, match="backend='torch'"):
-        LayerFusedStep(module, module.doc_vectors.data, True)
-    auto = Doc2Vec(context="attention", pool_loss=0.7, **(SMALL | dict(backend="auto")))
-    auto.build_vocab(topic_docs[:12])
-    auto.train(topic_docs[:12], epochs=1, progress=False)  # "auto" picks the PyTorch backend for it
     with pytest.raises(ValueError, match="pool_loss"):
         Doc2VecConfig(pool_loss=-1.0).validate()

@@ -84,8 +84,8 @@ class ContextOutput:
     doc_query : Tensor or None
         ``(B, D)`` a vector that, dotted with an output vector, predicts from the document alone
         (designs with a document loss of their own), else None.
-    doc_query_weight : float or None
-        Constant weight of that loss; None weights each target by what the context failed to predict,
+    doc_query_weight : Tensor or None
+        ``(B,)`` weight of that loss per example; None weights each target by what the context failed to predict,
         ``1 - sigmoid(h . v_target)`` (``docloss``).
     """
 
@@ -94,7 +94,7 @@ class ContextOutput:
     attention: Tensor
     word_weights: Tensor
     doc_query: Tensor | None = None
-    doc_query_weight: float | None = None
+    doc_query_weight: Tensor | None = None
 
 
 class ContextLayer(nn.Module):

@@ -104,7 +104,7 @@ class PooledAttention(ContextLayer):
         h = share[:, :1] * d + share[:, 1:2] * ctx + share[:, 2:] * pooled
         out = ContextOutput(h=h, doc_weight=share[:, 0], attention=p, word_weights=share[:, 1:2] * p)
         if self.pool_loss > 0:  # the pooled words alone predict the target too (PV-DBOW's objective)
-            out.doc_query, out.doc_query_weight = pooled * has_pool[:, None].to(dtype), self.pool_loss
+            out.doc_query, out.doc_query_weight = pooled, self.pool_loss * has_pool.to(dtype)  # (no sample: no loss)
         return out
 
     def context_score(self, words: Tensor, positions: Tensor) -> Tensor:
