@@ -46,8 +46,8 @@ def _label(run: dict) -> str:
 
 def _settings(run: dict) -> str:
     params = run.get("config") or run.get("params") or run.get("overrides") or {}
-    keep = ("context", "window", "alpha", "doc_share", "pool_share", "pool_sample", "pool_group", "attention_parts",
-            "context_scores", "update_rule", "uniform_attention")
+    keep = ("context", "window", "alpha", "doc_share", "pool_share", "pool_sample", "pool_group", "pool_loss",
+            "attention_parts", "context_scores", "update_rule", "uniform_attention")
     return " ".join(f"{k}={params[k]}" for k in keep if k in params)
 
 
@@ -84,6 +84,31 @@ def explore_table() -> str:
     return "\n".join(lines)
 
 
+def explore_summary(patterns: list[str]) -> str:
+    """Exploration runs grouped by data set, size, epochs and settings: ``model.dv``'s mean ± std over seeds."""
+    groups: dict[tuple, list[tuple]] = {}
+    paths = sorted({p for pattern in patterns for p in RESULTS.glob(pattern)})
+    for path in paths:
+        data = json.loads(path.read_text())
+        args = data["args"]
+        settings = " ".join(s for s in args["set"] if not s.startswith("workers=")) or "(defaults)"
+        key = (args.get("dataset", "20news"), args["subset"], args["epochs"], settings)
+        groups.setdefault(key, []).append((args["seed"], data["accuracy"]["dv"], path,
+                                           data["provenance"].get("commit", "unknown")[:7]))
+    lines = ["| data set | documents | epochs | settings | seeds | `model.dv` % (mean ± std) | per seed | commits |",
+             "| --- | ---: | ---: | --- | ---: | ---: | --- | --- |"]
+    for (dataset, subset, epochs, settings), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r[0])
+        error = dataset == "imdb"  # IMDB: error, as everywhere else in this file
+        v = np.array([100 * (1 - acc if error else acc) for _, acc, _, _ in runs])
+        per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})"
+                              for x, (seed, _, p, _) in zip(v, runs, strict=True))
+        commits = ", ".join(sorted({c for *_, c in runs}))
+        lines.append(f"| {dataset} | {subset} | {epochs} | {settings} | {len(v)} | "
+                     f"{'error ' if error else 'accuracy '}{v.mean():.2f} ± {v.std():.2f} | {per_seed} | {commits} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -96,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     text = DOC.read_text()
     blocks = {"falsification": table("20news-3000-*.json"), "explore": explore_table(),
               "round3": table("20news-3000-attention-d0-p50-batch*.json"),
-              "round4": table("20news-3000-attention-group*.json")}
+              "round4": table("20news-3000-attention-group*.json"),
+              "round5": explore_summary(["explore-*poolloss*.json", "explore-20news-3000-s0-group8.json",
+                                         "explore-20news-3000-s0-window10.json", "explore-imdb-5000-*window*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
