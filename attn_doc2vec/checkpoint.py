@@ -243,7 +243,7 @@ def decode_key(value: Any) -> Any:
 
 # Config fields added after checkpoints existed, with the value that gives the behaviour those checkpoints
 # were trained with (where it differs from today's default).
-TRAINED_BEFORE = {"pool_group": 1}
+TRAINED_BEFORE = {"pool_group": 1, "pool_loss": 0.0}
 
 
 def _upgrade(config: dict, version: int) -> dict:

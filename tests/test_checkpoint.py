@@ -265,13 +265,17 @@ def test_version_2_checkpoint_loads_and_is_replaced_cleanly(saved, topic_docs) -
 
 
 def test_a_checkpoint_older_than_a_config_field_keeps_the_behaviour_it_was_trained_with(saved) -> None:
-    """pool_group came with default 8; a checkpoint written before it was trained with one sample per example."""
+    """pool_group came with default 8 and pool_loss with 2; a checkpoint written before them was trained
+    with one sample per example and without the pooled words' own loss."""
     model, path = saved
     meta = json.loads((path / CONFIG_FILE).read_text())
     meta["config"].pop("pool_group")
+    meta["config"].pop("pool_loss")
     (path / CONFIG_FILE).write_text(json.dumps(meta))
-    assert Doc2Vec.load(path).config.pool_group == 1
-    assert Doc2Vec(vector_size=8).config.pool_group == 8
+    loaded = Doc2Vec.load(path)
+    assert (loaded.config.pool_group, loaded.config.pool_loss, loaded.module.layer.pool_loss) == (1, 0.0, 0.0)
+    fresh = Doc2Vec(vector_size=8)
+    assert (fresh.config.pool_group, fresh.config.pool_loss) == (8, 2.0)
 
 
 def test_save_before_build_vocab_names_the_fix(tmp_path) -> None:
