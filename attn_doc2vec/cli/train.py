@@ -47,8 +47,8 @@ def field_help() -> dict[str, str]:
 
 
 def plain(text: str) -> str:
-    """Docstring markup (``code``, :mod:`x`) as plain text for --help."""
-    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
+    """Docstring markup (``code``, :mod:`x`) as plain text for --help (``%`` escaped for argparse)."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "").replace("%", "%%")
 
 
 def optional_int(text: str) -> int | None:
