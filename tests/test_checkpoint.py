@@ -495,10 +495,16 @@ def test_ctrl_c_stops_between_batches_and_resumes_exactly(topic_docs, tmp_path) 
             if m.epochs_trained == 1:
                 os.kill(os.getpid(), signal.SIGINT)
 
-    handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(TrainingInterrupted, match=r"interrupted at epoch 2/4, batch 1"):
-        model.train(docs, epochs=4, callbacks=[CtrlC()])
-    assert signal.getsignal(signal.SIGINT) is handler  # restored
+    # a process started in the background by a shell without job control inherits SIGINT ignored; Ctrl-C
+    # is then off on purpose and training keeps it so: give this test the handler a terminal gives
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+        with pytest.raises(TrainingInterrupted, match=r"interrupted at epoch 2/4, batch 1"):
+            model.train(docs, epochs=4, callbacks=[CtrlC()])
+        assert signal.getsignal(signal.SIGINT) is handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert (model.schedule.epoch, model.schedule.batch) == (1, 1) and model.epochs_trained == 1
     model.save(tmp_path / "interrupted")
     resumed = Doc2Vec.load(tmp_path / "interrupted")

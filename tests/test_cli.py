@@ -3,6 +3,7 @@ attention maps written by ``visualize``."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,14 +44,15 @@ def test_train_help_has_no_empty_or_repeated_defaults(capsys):
 def _train(tmp_path, *flags: str) -> subprocess.Popen:
     command = [sys.executable, str(REPO / "scripts" / "train.py"), "--no-progress", "--vector-size", "16",
                "--epochs", "8", "--batch-size", "256", *flags]
-    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C on, as from a terminal, even when this test process inherited SIGINT ignored (started in the
+    # background by a shell without job control): the child would inherit that too
+    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_ctrl_c_saves_and_resume_finishes_the_same_model(tmp_path):
     """A real SIGINT to scripts/train.py in epoch 3: it saves, exits 130, and --resume ends with the model
     an uninterrupted run gives (same machine, same seed)."""
-    import signal
-
     from attn_doc2vec import Doc2Vec
 
     whole = _train(tmp_path, "--out", "whole")
