@@ -140,7 +140,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
 
     Record ``j`` of ``gd`` (document), ``urows``/``ugrad``/``uscore``/``ucontext`` (its distinct word rows,
     ``n_us[j]`` of them, with summed gradients), ``dectx`` (each context slot's score gradient), ``orows``/
-    ``ograd`` (distinct output rows), ``gpool`` (``s_p dL/dh``, for a shared pool row), ``gqd``/``dvec``
+    ``ograd`` (distinct output rows), ``gpool`` (``dL/d(pooled)``, for a shared pool row), ``gqd``/``dvec``
     (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds seven ``(D,)`` scratch rows. ``shares`` is ``(s_d, s_c,
     s_p, pool_loss)``. Returns the loss.
     """

@@ -14,6 +14,11 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
   sample per document per batch, shared by those examples (the target not excluded, as in Doc2VecC):
   the pooling is computed once per document instead of once per target.
 
+With ``pool_loss = λ > 0`` (config; 2 by default) the pooled words also predict the target on their own,
+PV-DBOW's objective on the pooled vector: the loss adds ``λ`` times the negative-sampling loss of
+``u = sum_i q_i x_i`` alone, so the context cannot take the document's part of the prediction away (measured
++7.6 points on 20 Newsgroups, docs/attention-designs.md, round 5).
+
 ``context_scores`` says how context words are scored: ``"word"`` (the default, ``c[w]``: one score per
 word), ``"word+position"`` (``c[w] + b[pos]``) or ``"shared"`` (the document's ``r[w]``). Measured on 20
 Newsgroups (docs/attention-designs.md), a position score learns to favour the adjacent words and costs
