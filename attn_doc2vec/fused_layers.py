@@ -131,6 +131,25 @@ def _softmax_pool(e, mask, rows, r, wv, out):
                 out[k] += e[i] * wv[w, k]
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _own_loss(y, weight, b, outputs, output_mask, ov, gq, gy):
+    """``weight`` times the negative-sampling loss of the vector ``y`` alone predicting example ``b``'s target
+    (a document loss of its own); writes each output's coefficient to ``gq``, adds ``dL/dy`` to ``gy``."""
+    total = 0.0
+    for jj in range(outputs.shape[1]):
+        if not output_mask[b, jj]:
+            continue
+        o = outputs[b, jj]
+        acc = np.float32(0.0)
+        for k in range(y.shape[0]):
+            acc += y[k] * ov[o, k]
+        total += weight * (_softplus(-acc) if jj == 0 else _softplus(acc))
+        gq[jj] = weight * (_sigmoid(acc) - (1.0 if jj == 0 else 0.0))
+        for k in range(y.shape[0]):
+            gy[k] += gq[jj] * ov[o, k]
+    return total
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words,
              pool_mask, pool_index, docs, wv, ov, salience, context, bias, query, scores, ctx_mode, row_pool, prow,
@@ -232,34 +251,13 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             gh[k] += g[jj] * ov[o, k]
     if design == DOCLOSS:
         # the document alone predicts the target, weighted by what the context missed (no gradient)
-        miss = 1.0 - _sigmoid(z[0])
-        for jj in range(n_out):
-            if not output_mask[b, jj]:
-                continue
-            o = outputs[b, jj]
-            acc = f32(0.0)
-            for k in range(dim):
-                acc += d[k] * ov[o, k]
-            total += miss * (_softplus(-acc) if jj == 0 else _softplus(acc))
-            gq[jj] = miss * (_sigmoid(acc) - (1.0 if jj == 0 else 0.0))
-            for k in range(dim):
-                gd[j, k] += gq[jj] * ov[o, k]
+        total += _own_loss(d, 1.0 - _sigmoid(z[0]), b, outputs, output_mask, ov, gq, gd[j])
     # dL/d(pooled) = s_p gh, plus (pool_loss) the pooled words alone predicting the target, PV-DBOW's loss
     pool_loss = design == POOLED and shares[3] > 0 and n_p > 0
     for k in range(dim):
         gP[k] = s_p * gh[k]
     if pool_loss:
-        for jj in range(n_out):
-            if not output_mask[b, jj]:
-                continue
-            o = outputs[b, jj]
-            acc = f32(0.0)
-            for k in range(dim):
-                acc += pooled[k] * ov[o, k]
-            total += shares[3] * (_softplus(-acc) if jj == 0 else _softplus(acc))
-            gq[jj] = shares[3] * (_sigmoid(acc) - (1.0 if jj == 0 else 0.0))
-            for k in range(dim):
-                gP[k] += gq[jj] * ov[o, k]
+        total += _own_loss(pooled, shares[3], b, outputs, output_mask, ov, gq, gP)
     # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j pooled), summed over repeats of a row
     n_o = 0
     for jj in range(n_out):
