@@ -11,7 +11,7 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
   ``q = softmax(r[w_i])``. This is Doc2VecC's corruption (Chen 2017) with a **learned** pooling
   instead of the plain average: ``r`` is one salience score per word, learned from the loss.
   With ``pool_group = g > 1`` (config) a batch holds runs of ``g`` positions of a document and draws one
-  sample per document per batch, shared by those examples (the target not excluded, as in Doc2VecC):
+  sample per document per batch, shared by those examples (the target not excluded; Doc2VecC excludes it):
   the pooling is computed once per document instead of once per target.
 
 With ``pool_loss = λ > 0`` (config; 2 by default) the pooled words also predict the target on their own,
