@@ -24,8 +24,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
+DESIGNS = RESULTS / "designs"
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 
@@ -273,6 +276,121 @@ COMMENTS: dict[str, Callable[[Lookup], str | None]] = {
 }
 
 
+HEADLINE_INTRO = """\
+## The default model (`context="attention"`) against gensim, seed by seed
+
+Each run below trained one seed in its own `attn-doc2vec compare` process (one thread, `--set workers=1`, from a
+clean worktree of the commit named, two runs at a time on the 2-core development machine); a table gathers the
+files of one setting, gives every seed's accuracy and the mean ± standard deviation over the seeds (numpy's
+`std`, as `compare` does). The files are in [results/designs/](results/designs/), beside the design
+exploration that chose the default ([attention-designs.md](attention-designs.md))."""
+
+# (title, files under docs/results/designs/ that it gathers); a file that is not there yet is skipped
+HEADLINES: list[tuple[str, tuple[str, ...]]] = [
+    ("20 Newsgroups, all documents, transductive",
+     ("20news-full-attention-poolloss2", "20news-full-attention-poolloss2-seed1",
+      "20news-full-attention-poolloss2-seed2", "20news-full-mean-docshare")),
+    ("20 Newsgroups, all documents, inductive (test posts unseen, their vectors inferred)",
+     ("20news-full-inductive-attention-poolloss2",)),
+    ("IMDB, first 25,000 shuffled reviews (train, test and unlabelled alike), transductive, error %",
+     ("imdb-25000-attention-poolloss2-window10", "imdb-25000-attention-poolloss2-window10-seed1",
+      "imdb-25000-attention-poolloss2-window10-seed2", "imdb-25000-mean-docshare")),
+]
+
+
+def _setting(data: dict) -> str:
+    extra = [s for s in data["args"].get("set") or [] if not s.startswith("workers=")]
+    return f" (`{' '.join(extra)}`)" if extra else ""
+
+
+def seed_rows(files: dict[str, dict]) -> list[dict]:
+    """Gather one setting's per-seed result files into one row per model and settings.
+
+    Parameters
+    ----------
+    files : dict of str to dict
+        Parsed result files by stem.
+
+    Returns
+    -------
+    list of dict
+        Per row: ``label``, ``dataset``, ``by_seed`` (seed to accuracy), ``mean``, ``std`` (over the seeds,
+        numpy's population ``std``), ``stems`` and ``commits`` (the files and commits behind the row), in the
+        order the rows first appear.
+    """
+    rows: dict[str, dict] = {}
+    for stem, data in files.items():
+        commit = str((data.get("provenance") or {}).get("commit", "unknown"))[:7]
+        for run in data["runs"]:
+            label = LABELS.get(run["model"], run["model"]) + (_setting(data) if run["model"].startswith("ours") else "")
+            row = rows.setdefault(label, {"label": label, "dataset": run["dataset"], "by_seed": {}, "stems": [],
+                                          "commits": []})
+            if run["seed"] in row["by_seed"]:
+                raise ValueError(f"{stem}: seed {run['seed']} of {label} is in two result files")
+            row["by_seed"][run["seed"]] = run["accuracy"]
+            for key, value in (("stems", stem), ("commits", commit)):
+                if value not in row[key]:
+                    row[key].append(value)
+    for row in rows.values():
+        values = np.array(list(row["by_seed"].values()))
+        row["mean"], row["std"] = float(values.mean()), float(values.std())
+    return list(rows.values())
+
+
+def seed_table(files: dict[str, dict]) -> str:
+    """One setting's per-seed files as a Markdown table: a column per seed, the mean ± std, the files.
+
+    Parameters
+    ----------
+    files : dict of str to dict
+        Parsed result files by stem (under ``docs/results/designs/``).
+
+    Returns
+    -------
+    str
+        The table; IMDB rows give error %, 20 Newsgroups rows accuracy %.
+    """
+    rows = seed_rows(files)
+    seeds = sorted({s for row in rows for s in row["by_seed"]})
+    error = rows[0]["dataset"] == "imdb"
+
+    def pct(value: float) -> str:
+        return f"{100 * ((1 - value) if error else value):.2f}"
+
+    unit = "error %" if error else "accuracy %"
+    head = ["model"] + [f"seed {s}" for s in seeds] + [f"mean ± std {unit}", "result files (commit)"]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(seeds) + 1) + ["---"]) + " |"]
+    for row in rows:
+        cells = [row["label"]] + [pct(row["by_seed"][s]) if s in row["by_seed"] else "–" for s in seeds]
+        cells.append(f"{pct(row['mean'])} ± {100 * row['std']:.2f} ({len(row['by_seed'])})")
+        links = ", ".join(f"[{stem}](results/designs/{stem}.json)" for stem in row["stems"])
+        cells.append(f"{links} ({', '.join(f'`{c}`' for c in row['commits'])})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_headlines(designs_dir: Path = DESIGNS) -> str:
+    """The per-seed tables of the default model (:data:`HEADLINES`), from the files that exist.
+
+    Parameters
+    ----------
+    designs_dir : Path
+        Folder of the design result files.
+
+    Returns
+    -------
+    str
+        The intro and one titled table per headline with at least one file ("" when none has any).
+    """
+    parts = []
+    for title, stems in HEADLINES:
+        files = {stem: json.loads((designs_dir / f"{stem}.json").read_text()) for stem in stems
+                 if (designs_dir / f"{stem}.json").is_file()}
+        if files:
+            parts += [f"### {title}", seed_table(files)]
+    return "\n\n".join([HEADLINE_INTRO] + parts) if parts else ""
+
+
 def _status(results: dict[str, dict]) -> str:
     missing = [f"an {DATASETS[d]} table" for d in DATASETS
                if d != "20news" and d not in {data["args"]["dataset"] for data in results.values()}]
@@ -304,6 +422,10 @@ def render_section(results_dir: Path = RESULTS) -> str:
     old = [stem for stem, data in results.items() if not data.get("provenance")]
     parts = [INTRO] + ([NOTE.format(files=" and ".join(f"`{stem}`" for stem in old))] if old else [])
     parts += [PROTOCOL, HOW_TO]
+    headlines = render_headlines(results_dir / "designs")
+    if headlines:
+        parts.append(headlines)
+        parts.append("## Earlier comparisons (one table per result file in results/)")
     for stem, data in results.items():
         parts += [f"### {_title(data)}", _provenance_line(stem, data, results_dir), table(data)]
         comment = COMMENTS.get(stem, lambda _acc: None)(acc)

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attn_doc2vec.benchmark import CONCATENATIONS, MODELS, SHARED, RunSpec, markdown_table, summarize
@@ -115,7 +116,17 @@ def test_benchmarks_quality_section_is_generated_from_result_files(tmp_path, mon
     for path in files:
         _figures_of(json.loads(path.read_text()), allowed)
     _figures_of([SHARED, MODELS], allowed)  # the settings the protocol paragraph quotes
+    for _title, stems in report.HEADLINES:  # the per-seed tables: each file's figures, and the mean and std
+        designs = [REPO / "docs" / "results" / "designs" / f"{stem}.json" for stem in stems]
+        runs = [run for path in designs if path.is_file() for run in json.loads(path.read_text())["runs"]]
+        assert all(f"(results/designs/{path.name})" in section for path in designs if path.is_file())
+        _figures_of(runs, allowed)
+        for model in {run["model"] for run in runs}:
+            accuracy = np.array([run["accuracy"] for run in runs if run["model"] == model])
+            _figures_of([float(accuracy.mean()), float(accuracy.std()), float(1 - accuracy.mean())], allowed)
+        _figures_of([float(1 - run["accuracy"]) for run in runs], allowed)  # IMDB rows show error %
     text = re.sub(r"\d{4}-\d{2}-\d{2}", "", section)  # the date of the note is not a figure
+    text = re.sub(r"`[0-9a-f]{7}`", "", text)  # nor is a commit
     unbacked = set(NUMBER.findall(text)) - allowed
     assert not unbacked, f"numbers in docs/benchmarks.md with no result file behind them: {sorted(unbacked)}"
     for gone in ("43.90", "55.52", "53.89", "45.90", "75.1", "68.7", "76.0", "1.54", "1.89"):  # hand-copied
@@ -150,3 +161,23 @@ def test_every_result_file_the_docs_link_to_is_in_the_repository() -> None:
                     f"{page.name} links to untracked {target}"
             linked += 1
     assert linked > 20
+
+
+def test_seed_tables_gather_one_seed_per_file_and_refuse_a_seed_twice() -> None:
+    report = _benchmarks_report()
+
+    def result(seed: int, accuracy: float, commit: str) -> dict:
+        return {"args": {"set": ["workers=1", "window=10"]}, "provenance": {"commit": commit},
+                "runs": [{"model": "ours-dm-attention", "dataset": "imdb", "seed": seed, "accuracy": accuracy},
+                         {"model": "gensim-dbow", "dataset": "imdb", "seed": seed, "accuracy": accuracy - 0.01}]}
+
+    files = {"a": result(0, 0.80, "abc1234ffff"), "b": result(1, 0.90, "def5678ffff")}
+    ours, gensim = report.seed_rows(files)
+    assert ours["label"] == "ours PV-DM attention (`window=10`)" and gensim["label"] == "gensim PV-DBOW"
+    assert ours["by_seed"] == {0: 0.80, 1: 0.90} and ours["stems"] == ["a", "b"]
+    assert ours["commits"] == ["abc1234", "def5678"]
+    assert ours["mean"] == pytest.approx(0.85) and ours["std"] == pytest.approx(0.05)
+    table = report.seed_table(files)
+    assert "| ours PV-DM attention (`window=10`) | 20.00 | 10.00 | 15.00 ± 5.00 (2) |" in table  # IMDB: error %
+    with pytest.raises(ValueError, match="seed 0 of ours PV-DM attention"):
+        report.seed_rows({"a": result(0, 0.80, "x"), "c": result(0, 0.81, "y")})
