@@ -66,6 +66,7 @@ class Sampler:
     pool_sample: int = 0  # words drawn from each example's document (designs that pool them)
     pool_group: int = 1  # positions of one document kept together in the order, sharing one sample
     context_dropout: float = 0.0  # probability of hiding each context word (designs that ask for it)
+    shrink_windows: bool = True  # each target's window drawn from 1..window (False: always the full window)
 
     @classmethod
     def from_vocab(cls, vocab: Vocabulary, config: Doc2VecConfig, generator: torch.Generator) -> Sampler:
@@ -75,6 +76,7 @@ class Sampler:
             sample_int=torch.as_tensor(vocab.sample_int, device=device),
             cum_table=torch.as_tensor(vocab.cum_table.astype("int64"), device=device),
             window=config.window, negative=config.negative, generator=generator,
+            shrink_windows=config.shrink_windows,
         )
 
     def __post_init__(self) -> None:
@@ -117,6 +119,13 @@ class Sampler:
         shuffled = torch.randperm(int(runs.sum()), generator=self.generator, device=device)
         return within[torch.argsort(shuffled[run], stable=True)]
 
+    def reach(self, n: int, device: torch.device | str = "cpu") -> Tensor:
+        """``(n, 1)`` context distances: word2vec's random window shrinking (each target's window drawn from
+        1..W) or, with ``shrink_windows=False``, W for every target."""
+        if self.shrink_windows:
+            return torch.randint(1, self.window + 1, (n, 1), generator=self.generator, device=device)
+        return torch.full((n, 1), self.window, dtype=torch.int64, device=device)
+
     def negatives(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Draw outputs ``(B, 1 + negative)`` (target first) and the mask of negatives that differ from it."""
         draw = torch.randint(0, self.cum_max, (targets.shape[0], self.negative),
@@ -132,9 +141,7 @@ class Sampler:
         docs = corpus.docs[positions]  # (B,)
         start, end = corpus.offsets[docs], corpus.offsets[docs + 1]
         idx = positions[:, None] + self.rel[None, :]  # (B, S)
-        # word2vec's random window shrinking: each target uses a window of 1..W
-        reach = torch.randint(1, self.window + 1, (positions.shape[0], 1), generator=self.generator,
-                              device=positions.device)
+        reach = self.reach(positions.shape[0], positions.device)
         mask = (idx >= start[:, None]) & (idx < end[:, None]) & (self.rel.abs()[None, :] <= reach)
         if self.context_dropout:
             mask &= torch.rand(mask.shape, generator=self.generator, device=mask.device) >= self.context_dropout

@@ -113,6 +113,15 @@ class Doc2VecConfig:
     row_update_cap : int
         A vector used k times in one batch moves by the mean of its k updates times
         ``min(k, row_update_cap)``, so frequent words cannot blow up large batches.
+    hs : int
+        gensim's switch for hierarchical softmax: 0 (negative sampling, gensim's default) is the only
+        value implemented; 1 is refused with a message.
+    shrink_windows : bool
+        PV-DM, as gensim: True draws each target's window uniformly from 1..``window`` (word2vec's
+        weighting of near words); False always uses the full ``window``.
+    batch_words : int
+        Accepted for gensim's signature: gensim's size of the jobs it hands its worker threads, in words.
+        It has no effect here: training steps are cut by ``batch_size`` predictions.
     """
 
     vector_size: int = 100
@@ -145,9 +154,19 @@ class Doc2VecConfig:
     attention_parts: str = "both"
     context_scores: str = "word"
     update_rule: str = "batch"
+    hs: int = 0
+    shrink_windows: bool = True
+    batch_words: int = 10000
 
-    def validate(self) -> Doc2VecConfig:
+    def validate(self, check_schedule: bool = True) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
+
+        Parameters
+        ----------
+        check_schedule : bool
+            Also require ``min_alpha <= alpha``. False lets gensim's idiom of lowering both between
+            ``train()`` calls (``model.alpha -= d; model.min_alpha = model.alpha``) pass through a moment
+            where they are out of order; ``train()`` checks the schedule it runs.
 
         Returns
         -------
@@ -167,14 +186,21 @@ class Doc2VecConfig:
         _check_int(self, "max_vocab_size", 1, optional=True)
         _check_int(self, "max_final_vocab", 1, optional=True)
         _check_float(self, "sample", 0.0)
+        if self.hs != 0:
+            raise ValueError(f"hs={self.hs!r} (hierarchical softmax) is not implemented: train with negative sampling, "
+                             "hs=0 and negative >= 1 (gensim's defaults).")
         _check_int(self, "negative", 1,
                    hint="(hierarchical softmax is not supported, so negative sampling is required)")
+        if not isinstance(self.shrink_windows, bool):
+            raise ValueError(f"The 'shrink_windows' parameter must be True or False. Got {self.shrink_windows!r} "
+                             "instead.")
+        _check_int(self, "batch_words", 1)
         _check_float(self, "ns_exponent", None)
         if self.alpha is None:
             self.alpha = ADAGRAD_ALPHA if self.dm == 1 and self.context in LAYERS else SGD_ALPHA
         _check_float(self, "alpha", 0.0, strict=True)
         _check_float(self, "min_alpha", 0.0)
-        if self.min_alpha > self.alpha:
+        if check_schedule and self.min_alpha > self.alpha:
             raise ValueError(
                 f"The 'min_alpha' parameter must not exceed 'alpha' ({self.alpha}). Got {self.min_alpha!r} instead."
             )
@@ -248,9 +274,9 @@ class Doc2VecConfig:
             )
         return cls(**values).validate()
 
-    def replace(self, **changes: Any) -> Doc2VecConfig:
-        """Copy with some parameters changed, validated."""
-        return dataclasses.replace(self, **changes).validate()
+    def replace(self, check_schedule: bool = True, **changes: Any) -> Doc2VecConfig:
+        """Copy with some parameters changed, validated (``check_schedule``: as :meth:`validate`)."""
+        return dataclasses.replace(self, **changes).validate(check_schedule)
 
 
 def config_fields() -> list[dataclasses.Field]:

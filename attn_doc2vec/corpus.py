@@ -137,9 +137,12 @@ def resolve_corpus(documents: Iterable | None, corpus_file: str | os.PathLike | 
     passes : int
         How many times the caller will iterate; a one-shot iterator is refused when it exceeds 1.
     """
-    if (documents is None) == (corpus_file is None):
-        raise ValueError("Pass exactly one of 'documents' (corpus_iterable) or 'corpus_file'.")
+    if (documents is None) == (corpus_file is None):  # TypeError, as gensim raises
+        raise TypeError("Pass exactly one of 'documents' (corpus_iterable) or 'corpus_file'.")
     if corpus_file is not None:
+        if not isinstance(corpus_file, (str, os.PathLike)):
+            raise TypeError(f"'corpus_file' must be a path (str or os.PathLike), not {type(corpus_file).__name__}; "
+                            "pass documents in memory as documents=... (corpus_iterable=...).")
         if not os.path.isfile(corpus_file):
             raise FileNotFoundError(f"corpus_file {str(corpus_file)!r} does not exist.")
         return TaggedLineDocument(corpus_file)
@@ -147,6 +150,8 @@ def resolve_corpus(documents: Iterable | None, corpus_file: str | os.PathLike | 
         raise TypeError(
             "'documents' must be an iterable of TaggedDocument, not a string; to read a file pass corpus_file=path."
         )
+    if not isinstance(documents, Iterable):
+        raise TypeError(f"'documents' must be an iterable of TaggedDocument, not {type(documents).__name__}.")
     if isinstance(documents, TaggedDocument):
         raise TypeError("'documents' must be an iterable of TaggedDocument; wrap a single document in a list.")
     if passes > 1 and iter(documents) is documents:
@@ -220,13 +225,28 @@ class LineCorpus:
                 yield TaggedDocument(self.tokenizer(text), tags if isinstance(tags, list) else [tags])
 
 
+def empty_vocabulary_message(min_count: int, corpus_count: int) -> str:
+    """What to say when no word occurs ``min_count`` times."""
+    return (f"The vocabulary is empty: no word occurs at least min_count={min_count} times in {corpus_count} "
+            "documents; lower min_count.")
+
+
+class EmptyVocabularyError(ValueError, RuntimeError):
+    """No vocabulary can be built: the corpus is empty or no word survives ``min_count``.
+
+    A ``ValueError`` (the input is the problem) that is also the ``RuntimeError`` gensim raises here, so code
+    written for gensim catches it too.
+    """
+
+
 def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) -> Vocabulary:
     """Scan the corpus with gensim and apply gensim's vocabulary rules.
 
     Raises
     ------
-    ValueError
-        If the corpus is empty or no word survives ``min_count``.
+    EmptyVocabularyError
+        If the corpus is empty or has no word (a ``ValueError`` and a ``RuntimeError``). A vocabulary left
+        empty by ``min_count`` is built with a warning, as gensim does; training it raises.
     """
     builder = GensimDoc2Vec(
         vector_size=cfg.vector_size, dm=cfg.dm, window=cfg.window, min_count=cfg.min_count,
@@ -235,16 +255,13 @@ def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) ->
     )
     total_words, corpus_count = builder.scan_vocab(corpus_iterable=checked(documents), trim_rule=trim_rule)
     if corpus_count == 0:
-        raise ValueError("The corpus is empty: build_vocab needs at least one document.")
+        raise EmptyVocabularyError("The corpus is empty: build_vocab needs at least one document.")
     if total_words == 0:
-        raise ValueError(f"The corpus has {corpus_count} documents but not a single word.")
+        raise EmptyVocabularyError(f"The corpus has {corpus_count} documents but not a single word.")
     builder.corpus_count, builder.corpus_total_words = corpus_count, total_words
     builder.prepare_vocab(trim_rule=trim_rule)
-    if len(builder.wv) == 0:
-        raise ValueError(
-            f"The vocabulary is empty: no word occurs at least min_count={cfg.min_count} times in "
-            f"{corpus_count} documents; lower min_count."
-        )
+    if len(builder.wv) == 0:  # gensim builds it and fails at train(); so do we, with the fix named both times
+        logger.warning(empty_vocabulary_message(cfg.min_count, corpus_count))
     builder.wv.vector_size = cfg.vector_size
     builder.dv.vector_size = cfg.vector_size
     return Vocabulary(

@@ -15,7 +15,14 @@ import torch
 from attn_doc2vec import checkpoint
 from attn_doc2vec.batching import Sampler
 from attn_doc2vec.config import Doc2VecConfig, config_fields
-from attn_doc2vec.corpus import Vocabulary, build_vocabulary, encode, resolve_corpus
+from attn_doc2vec.corpus import (
+    EmptyVocabularyError,
+    Vocabulary,
+    build_vocabulary,
+    empty_vocabulary_message,
+    encode,
+    resolve_corpus,
+)
 from attn_doc2vec.explain import AttentionMixin
 from attn_doc2vec.inference import infer
 from attn_doc2vec.model import Doc2VecModule
@@ -24,6 +31,21 @@ from attn_doc2vec.training import EpochStats, Schedule, Trainer, make_generator,
 logger = logging.getLogger(__name__)
 
 Callback = Any  # a gensim CallbackAny2Vec or any callable taking the model
+
+
+class _class_only(classmethod):
+    """A classmethod that refuses to run from an instance (``model.load(path)`` would not change ``model``:
+    gensim raises ``AttributeError`` there too)."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return super().__get__(instance, owner)
+        name = self.__func__.__name__
+
+        def refuse(*_args: Any, **_kwargs: Any) -> None:
+            raise AttributeError(f"{name}() is called on the class, not on a model: "
+                                 f"model = {type(instance).__name__}.{name}(path). It returns a new model.")
+        return refuse
 
 
 class Doc2Vec(AttentionMixin):
@@ -113,7 +135,9 @@ class Doc2Vec(AttentionMixin):
             raise AttributeError(f"{name!r} is fixed once the vocabulary is built (it shapes the model or its "
                                  f"vocabulary): create a new Doc2Vec(..., {name}={value!r}) and build it again. "
                                  f"Adjustable after build_vocab: {', '.join(sorted(ADJUSTABLE))}.")
-        object.__setattr__(self, "config", config.replace(**{name: value}))
+        # alpha and min_alpha may pass through an out-of-order moment (gensim's idiom); train() checks them
+        schedule = name not in ("alpha", "min_alpha")
+        object.__setattr__(self, "config", config.replace(check_schedule=schedule, **{name: value}))
 
     @property
     def device(self) -> torch.device:
@@ -124,6 +148,11 @@ class Doc2Vec(AttentionMixin):
     def wv(self):
         """Word vectors as gensim ``KeyedVectors`` (counts in ``get_vecattr(word, "count")``)."""
         return self._require_vocab().wv
+
+    @property
+    def syn1neg(self) -> np.ndarray:
+        """The output (negative-sampling) vectors, ``(len(wv), vector_size)``, as gensim's ``syn1neg`` (a copy)."""
+        return self._require_module().output_vectors.detach().cpu().numpy().copy()
 
     @property
     def dv(self):
@@ -207,6 +236,9 @@ class Doc2Vec(AttentionMixin):
         start = self.config.alpha if start_alpha is None else start_alpha
         end = self.config.min_alpha if end_alpha is None else end_alpha
         _check_alphas(start, end, "start_alpha", "end_alpha")
+        if self.schedule is not None and start > _alpha_reached(self.schedule):
+            logger.warning("Effective 'alpha' higher than previous training cycles: this call starts at %g, the "
+                           "previous one stopped at %g.", start, _alpha_reached(self.schedule))
         documents = documents if documents is not None else corpus_iterable
         corpus = resolve_corpus(documents, corpus_file)
         return self._run(corpus, Schedule(start, end, epochs), total_examples, compute_loss, callbacks, progress)
@@ -239,6 +271,8 @@ class Doc2Vec(AttentionMixin):
 
     def _run(self, corpus: Iterable, schedule: Schedule, total_examples: int | None, compute_loss: bool,
              callbacks: Sequence[Callback], progress: bool | None) -> list[EpochStats]:
+        if len(self.vocab.wv) == 0:
+            raise EmptyVocabularyError(empty_vocabulary_message(self.config.min_count, self.vocab.corpus_count))
         encoded = encode(corpus, self.vocab)
         self._remember_corpus(encoded)  # for attention plots by tag (AttentionMixin)
         if total_examples is not None and total_examples != encoded.n_docs:
@@ -347,6 +381,62 @@ class Doc2Vec(AttentionMixin):
                         min_alpha=min_alpha, progress=progress)
         return vectors if return_tensor else vectors.cpu().numpy()
 
+    def similarity_unseen_docs(self, doc_words1: list[str], doc_words2: list[str], alpha: float | None = None,
+                               min_alpha: float | None = None, epochs: int | None = None) -> float:
+        """Cosine similarity of two new documents' inferred vectors (gensim's method).
+
+        Parameters
+        ----------
+        doc_words1, doc_words2 : list of str
+            The two documents' tokens.
+        alpha, min_alpha, epochs : optional
+            Inference settings, as :meth:`infer_vector` (default: the model's).
+
+        Returns
+        -------
+        float
+            The cosine similarity, in [-1, 1] (0 when a vector is zero).
+        """
+        d1, d2 = self.infer_vectors([doc_words1, doc_words2], alpha=alpha, min_alpha=min_alpha, epochs=epochs)
+        norms = float(np.linalg.norm(d1) * np.linalg.norm(d2))
+        return float(np.dot(d1, d2) / norms) if norms > 0 else 0.0
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """gensim's ``model[key]``: a word's vector if ``key`` is in the vocabulary, else a document's (by tag);
+        a list of keys gives the rows stacked."""
+        if isinstance(key, (str, int, np.integer)):
+            vocab = self._require_vocab()
+            return vocab.wv[key] if key in vocab.wv else vocab.dv[key]
+        return np.vstack([self[k] for k in key])
+
+    def save_word2vec_format(self, fname: str | os.PathLike, doctag_vec: bool = False, word_vec: bool = True,
+                             prefix: str = "*dt_", fvocab: str | os.PathLike | None = None,
+                             binary: bool = False) -> None:
+        """Write word and/or document vectors in the C word2vec format (gensim's method and options).
+
+        Parameters
+        ----------
+        fname : path
+            The file to write (replaced if it exists, as gensim does).
+        doctag_vec : bool
+            Write the document vectors, keyed ``prefix + tag``.
+        word_vec : bool
+            Write the word vectors (first, when both are written; the header counts both).
+        prefix : str
+            Prefix of the document keys, so that a tag cannot collide with a word.
+        fvocab : path, optional
+            Also write the word counts to this file.
+        binary : bool
+            Binary format instead of text.
+        """
+        vocab = self._require_vocab()
+        total = len(vocab.wv) + len(vocab.dv) if word_vec and doctag_vec else None
+        if word_vec:
+            vocab.wv.save_word2vec_format(fname, fvocab, binary, total)
+        if doctag_vec:
+            vocab.dv.save_word2vec_format(fname, prefix=prefix, fvocab=fvocab, binary=binary,
+                                          write_header=not word_vec, append=word_vec, sort_attr="doc_count")
+
     # ---------------------------------------------------------------------------------------------
     # Checkpoints
 
@@ -392,7 +482,7 @@ class Doc2Vec(AttentionMixin):
         epoch_rng = None if self.schedule is None else self.schedule.epoch_rng
         checkpoint.save(path, self.config, self.vocab, module, self.generator, state, epoch_rng=epoch_rng)
 
-    @classmethod
+    @_class_only
     def load(cls, path: str | os.PathLike, device: str | None = None) -> Doc2Vec:
         """Load a checkpoint written by :meth:`save`, onto ``device`` (default: the saved ``device`` setting).
 
@@ -452,7 +542,7 @@ class Doc2Vec(AttentionMixin):
 # Config fields that a built model can change between train() calls (``model.epochs = 5``): the schedule and
 # the batches' settings; the rest shape the tensors or the vocabulary.
 ADJUSTABLE = frozenset({"epochs", "alpha", "min_alpha", "workers", "batch_size", "negative", "backend", "pool_group",
-                        "update_rule", "attention_alpha", "row_update_cap"})
+                        "update_rule", "attention_alpha", "row_update_cap", "shrink_windows", "batch_words"})
 
 
 def _check_epochs(epochs: Any, what: str) -> int:
@@ -460,6 +550,13 @@ def _check_epochs(epochs: Any, what: str) -> int:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"{what} must be an int >= 1. Got {epochs!r} instead.")
     return epochs
+
+
+def _alpha_reached(schedule: Schedule) -> float:
+    """The learning rate a train() call had reached at the start of the epoch where it stopped (its end
+    when it finished)."""
+    done = min(1.0, schedule.epoch / schedule.epochs)
+    return schedule.start_alpha + (schedule.end_alpha - schedule.start_alpha) * done
 
 
 def _check_alphas(alpha: Any, min_alpha: Any, name: str, min_name: str) -> None:

@@ -120,7 +120,8 @@ class FusedSampler(Sampler):
         """The same tables and the same generator (shared, not copied)."""
         return cls(sample_int=sampler.sample_int, cum_table=sampler.cum_table, window=sampler.window,
                    negative=sampler.negative, generator=sampler.generator, pool_sample=sampler.pool_sample,
-                   pool_group=sampler.pool_group, context_dropout=sampler.context_dropout)
+                   pool_group=sampler.pool_group, context_dropout=sampler.context_dropout,
+                   shrink_windows=sampler.shrink_windows)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,7 +148,7 @@ class FusedSampler(Sampler):
         """As :meth:`Sampler.pvdm_batch`."""
         n = positions.shape[0]
         n_ctx, n_tags = 2 * self.window, corpus.tags.shape[1]
-        reach = torch.randint(1, self.window + 1, (n, 1), generator=self.generator)
+        reach = self.reach(n)
         keep = torch.rand((n, n_ctx), generator=self.generator) >= self.context_dropout \
             if self.context_dropout else None
         draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)

@@ -154,12 +154,18 @@ def test_documents_that_are_not_tagged_are_refused() -> None:
 
 def test_resolve_corpus_errors(tmp_path) -> None:
     docs = [TaggedDocument(["a"], [0])]
-    with pytest.raises(ValueError, match="exactly one of 'documents'.*'corpus_file'"):
+    with pytest.raises(TypeError, match="exactly one of 'documents'.*'corpus_file'"):
         resolve_corpus(docs, tmp_path / "x.txt")
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(TypeError, match="exactly one"):
         resolve_corpus(None, None)
     with pytest.raises(FileNotFoundError, match="corpus_file .*missing.txt.* does not exist"):
         resolve_corpus(None, tmp_path / "missing.txt")
+    with pytest.raises(TypeError, match="'corpus_file' must be a path .* not int"):  # gensim raises TypeError too
+        resolve_corpus(None, 11111)
+    with pytest.raises(TypeError, match="'corpus_file' must be a path .* not list"):
+        resolve_corpus(None, docs)
+    with pytest.raises(TypeError, match="iterable of TaggedDocument, not int"):
+        resolve_corpus(11111, None)
     with pytest.raises(TypeError, match="not a string; to read a file pass corpus_file"):
         resolve_corpus("some text here", None)
     with pytest.raises(TypeError, match="wrap a single document in a list"):
@@ -179,9 +185,17 @@ def test_empty_corpus_and_empty_vocabulary() -> None:
         build_vocabulary([], Doc2VecConfig())
     with pytest.raises(ValueError, match="2 documents but not a single word"):
         build_vocabulary([TaggedDocument([], [0]), TaggedDocument([], [1])], Doc2VecConfig())
-    with pytest.raises(ValueError, match=r"vocabulary is empty: no word occurs at least min_count=5 times.*"
-                                         r"lower min_count"):
-        build_vocabulary([TaggedDocument(["a", "b", "a"], [0])], Doc2VecConfig(min_count=5))
+    with pytest.raises(RuntimeError, match="corpus is empty"):  # what gensim raises, so gensim code catches it
+        build_vocabulary([], Doc2VecConfig())
+
+
+def test_a_vocabulary_left_empty_by_min_count_is_built_with_a_warning(caplog) -> None:
+    """As gensim: build_vocab warns, and training it raises (tests/test_doc2vec.py)."""
+    with caplog.at_level("WARNING", logger="attn_doc2vec.corpus"):
+        vocab = build_vocabulary([TaggedDocument(["a", "b", "a"], [0])], Doc2VecConfig(min_count=5))
+    assert len(vocab.wv) == 0 and len(vocab.dv) == 1
+    assert "vocabulary is empty: no word occurs at least min_count=5 times in 1 documents; lower min_count" \
+        in caplog.text
     vocab = build_vocabulary([TaggedDocument(["a"], [0])], Doc2VecConfig(min_count=1))
     with pytest.raises(ValueError, match="corpus is empty"):
         encode([], vocab)

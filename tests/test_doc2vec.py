@@ -122,9 +122,16 @@ def test_using_the_model_before_build_vocab_names_the_fix(topic_docs) -> None:
 def test_empty_corpus_and_empty_vocabulary() -> None:
     with pytest.raises(ValueError, match="corpus is empty"):
         Doc2Vec([], **FAST)
-    with pytest.raises(ValueError, match=r"vocabulary is empty: no word occurs at least min_count=3 times in "
-                                         r"2 documents; lower min_count"):
-        Doc2Vec([TaggedDocument(["a", "b"], [0]), TaggedDocument(["c"], [1])], **(FAST | dict(min_count=3)))
+    with pytest.raises(RuntimeError, match="corpus is empty"):  # gensim raises RuntimeError here
+        Doc2Vec([], **FAST)
+    docs = [TaggedDocument(["a", "b"], [0]), TaggedDocument(["c"], [1])]
+    message = r"vocabulary is empty: no word occurs at least min_count=3 times in 2 documents; lower min_count"
+    with pytest.raises(ValueError, match=message):
+        Doc2Vec(docs, **(FAST | dict(min_count=3)))
+    model = Doc2Vec(**(FAST | dict(min_count=3)))
+    model.build_vocab(docs)  # as gensim: built (with a warning), refused at train()
+    with pytest.raises(RuntimeError, match=message):
+        model.train(docs)
 
 
 def test_other_corpus_mistakes(topic_docs) -> None:
@@ -335,3 +342,114 @@ def test_attention_after_training_on_lee_is_not_uniform(lee_model, lee_docs) -> 
     full = batch.word_mask.all(dim=1)
     uniform = 1.0 / (2 * w)
     assert (p[full] - uniform).abs().max() > 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# gensim's API surface: the methods and switches gensim's own test suite uses
+
+
+def test_model_getitem_is_a_word_or_else_a_document(topic_docs) -> None:
+    model = Doc2Vec([TaggedDocument(d.words, [f"doc{i}"]) for i, d in enumerate(topic_docs)], **FAST)
+    word = model.wv.index_to_key[0]
+    np.testing.assert_array_equal(model[word], model.wv[word])
+    np.testing.assert_array_equal(model["doc3"], model.dv["doc3"])
+    np.testing.assert_array_equal(model[2], model.wv[2])  # gensim's rule: an int the words can index is a word
+    assert model[[word, "doc3"]].shape == (2, model.vector_size)
+    with pytest.raises(KeyError):
+        model["_*no such key"]
+
+
+def test_similarity_unseen_docs_is_the_cosine_of_the_inferred_vectors(topic_model, topic_docs) -> None:
+    a, b = topic_docs[0].words, topic_docs[-1].words
+    va, vb = topic_model.infer_vectors([a, b])
+    expected = float(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb))
+    assert topic_model.similarity_unseen_docs(a, b) == pytest.approx(expected, rel=1e-5)
+    assert topic_model.similarity_unseen_docs(a, a) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_save_word2vec_format_writes_gensim_readable_words_and_documents(topic_model, tmp_path) -> None:
+    from gensim.models import KeyedVectors
+
+    both = tmp_path / "both.bin"
+    topic_model.save_word2vec_format(both, doctag_vec=True, word_vec=True, binary=True)
+    kv = KeyedVectors.load_word2vec_format(both, binary=True)
+    assert len(kv) == len(topic_model.wv) + len(topic_model.dv)  # one header counting both
+    word, tag = topic_model.wv.index_to_key[5], topic_model.dv.index_to_key[7]
+    np.testing.assert_allclose(kv[word], topic_model.wv[word])
+    np.testing.assert_allclose(kv[f"*dt_{tag}"], topic_model.dv[tag])
+    docs_only = tmp_path / "docs.txt"
+    topic_model.save_word2vec_format(docs_only, doctag_vec=True, word_vec=False, prefix="doc_")
+    kv = KeyedVectors.load_word2vec_format(docs_only)
+    assert len(kv) == len(topic_model.dv) and f"doc_{tag}" in kv and word not in kv
+    np.testing.assert_allclose(kv[f"doc_{tag}"], topic_model.dv[tag], atol=1e-5)
+
+
+def test_load_is_called_on_the_class_not_on_a_model(topic_model, tmp_path) -> None:
+    topic_model.save(tmp_path / "m", force=False)
+    assert isinstance(Doc2Vec.load(tmp_path / "m"), Doc2Vec)
+    with pytest.raises(AttributeError, match=r"called on the class.*Doc2Vec\.load\(path\)"):
+        topic_model.load(tmp_path / "m")
+
+
+def test_gensim_switches_hs_batch_words_and_shrink_windows(topic_docs) -> None:
+    model = Doc2Vec(hs=0, batch_words=5000, shrink_windows=False, **FAST)
+    assert model.hs == 0 and model.batch_words == 5000 and model.shrink_windows is False
+    with pytest.raises(ValueError, match=r"hs=1 \(hierarchical softmax\) is not implemented.*hs=0 and negative"):
+        Doc2Vec(hs=1, negative=0)
+    # batch_words changes nothing: same seed, same vectors
+    a = Doc2Vec(topic_docs, **FAST)
+    b = Doc2Vec(topic_docs, batch_words=50, **FAST)
+    np.testing.assert_array_equal(a.dv.vectors, b.dv.vectors)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_shrink_windows_false_gives_every_target_its_full_window(backend) -> None:
+    from attn_doc2vec.config import Doc2VecConfig
+    from attn_doc2vec.corpus import build_vocabulary
+
+    if backend == "numba":
+        pytest.importorskip("numba")
+        from attn_doc2vec.fused_batching import FusedSampler
+    docs = [TaggedDocument([f"w{i}" for i in range(30)], [0])]
+    for shrink in (True, False):
+        config = Doc2VecConfig(window=4, min_count=1, sample=0, shrink_windows=shrink, device="cpu")
+        vocab = build_vocabulary(docs, config)
+        sampler = Sampler.from_vocab(vocab, config, make_generator(0, torch.device("cpu")))
+        if backend == "numba":
+            sampler = FusedSampler.from_sampler(sampler)
+        corpus = DeviceCorpus.from_encoded(encode(docs, vocab), torch.device("cpu"))
+        batch = sampler.pvdm_batch(corpus, torch.arange(4, 26))  # targets 4..25: full windows fit
+        widths = batch.word_mask.sum(dim=1)
+        if shrink:
+            assert widths.min() < 8 and widths.max() <= 8  # some targets drew a shorter window
+        else:
+            assert bool((widths == 8).all())
+
+
+def test_gensims_manual_learning_rate_loop_runs_and_warns_when_alpha_rises(topic_docs, caplog) -> None:
+    """gensim's old tutorial idiom: lower alpha and min_alpha by hand between train() calls. The pair may be
+    out of order for a moment; train() still refuses a schedule that is."""
+    model = Doc2Vec(alpha=0.025, min_alpha=0.025, **(FAST | dict(epochs=1)))
+    model.build_vocab(topic_docs)
+    with caplog.at_level("WARNING", logger="attn_doc2vec.doc2vec"):
+        for _ in range(2):
+            model.train(topic_docs, total_examples=model.corpus_count, epochs=model.epochs)
+            model.alpha -= 0.002
+            assert model.alpha < model.min_alpha  # out of order, accepted
+            model.min_alpha = model.alpha
+        assert "Effective 'alpha' higher" not in caplog.text
+        model.alpha += 0.05
+        model.train(topic_docs, total_examples=model.corpus_count, epochs=model.epochs)
+    assert "Effective 'alpha' higher than previous training cycles" in caplog.text
+    model.alpha = 0.001  # below min_alpha: refused when it is used
+    with pytest.raises(ValueError, match=r"'end_alpha' parameter must be in \[0, start_alpha=0.001\]"):
+        model.train(topic_docs, total_examples=model.corpus_count, epochs=1)
+    with pytest.raises(ValueError, match="'min_alpha' parameter must not exceed 'alpha'"):
+        Doc2Vec(alpha=0.01, min_alpha=0.05)  # a constructor call is still checked at once
+
+
+def test_syn1neg_is_a_copy_of_the_output_vectors(topic_model) -> None:
+    out = topic_model.syn1neg
+    np.testing.assert_array_equal(out, topic_model.module.output_vectors.detach().numpy())
+    out[:] = 0
+    assert topic_model.module.output_vectors.abs().sum() > 0
