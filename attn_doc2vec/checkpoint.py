@@ -164,11 +164,14 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
     return path
 
 
-def load(path: str | os.PathLike) -> LoadedCheckpoint:
+def load(path: str | os.PathLike, mmap: bool = False) -> LoadedCheckpoint:
     """Read a checkpoint directory (or any file inside one) onto the CPU.
 
     A save running at the same time (another thread or process) is never mistaken for damage:
     if the files change under the reader, it reads the newer checkpoint.
+
+    With ``mmap`` the module's tensors are the safetensors file's memory map itself (copy-on-write: the
+    file never changes) instead of copies, so a large model costs memory only for the rows it touches.
 
     Raises
     ------
@@ -185,7 +188,7 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
     while True:
         before = _config_bytes(path)
         try:
-            return _load_once(path)
+            return _load_once(path, mmap)
         except (CheckpointError, OSError):
             # A save commits by replacing config.json, then deletes the files the old one named: if
             # config.json changed while we read, we read a superseded checkpoint; read the new one.
@@ -193,7 +196,7 @@ def load(path: str | os.PathLike) -> LoadedCheckpoint:
                 raise
 
 
-def _load_once(path: Path) -> LoadedCheckpoint:
+def _load_once(path: Path, mmap: bool = False) -> LoadedCheckpoint:
     meta = _read_json(path / CONFIG_FILE, path)
     if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
         raise CheckpointError(f"{path} is not an attn_doc2vec checkpoint "
@@ -219,7 +222,8 @@ def _load_once(path: Path) -> LoadedCheckpoint:
         words = _read_json(path / files["vocab"], path)
         vocab = _vocabulary(words, tensors, config, meta["state"])
         module = Doc2VecModule.from_config(config, len(vocab.wv), len(vocab.dv))
-        module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+        module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")},
+                               assign=mmap)
     except (KeyError, ValueError, RuntimeError, SafetensorError) as err:
         if isinstance(err, CheckpointError):
             raise

@@ -440,7 +440,8 @@ class Doc2Vec(AttentionMixin):
     # ---------------------------------------------------------------------------------------------
     # Checkpoints
 
-    def save(self, path: str | os.PathLike, force: bool = False) -> None:
+    def save(self, path: str | os.PathLike, force: bool = False, *, separately: Any = None,
+             sep_limit: int | None = None) -> None:
         """Write a checkpoint directory; at every instant ``path`` holds the old or the new checkpoint.
 
         The directory holds ``config.json`` (parameters, format version, library versions, training
@@ -456,6 +457,10 @@ class Doc2Vec(AttentionMixin):
         force : bool
             Save even if a weight is NaN or infinite (a diverged model is refused by default, so that it
             cannot replace a good checkpoint).
+        separately, sep_limit : optional
+            gensim's options for storing large arrays in files of their own: accepted and without effect,
+            since every array here is always stored in the safetensors file (which :meth:`load` can map
+            with ``mmap='r'``).
 
         Raises
         ------
@@ -483,12 +488,16 @@ class Doc2Vec(AttentionMixin):
         checkpoint.save(path, self.config, self.vocab, module, self.generator, state, epoch_rng=epoch_rng)
 
     @_class_only
-    def load(cls, path: str | os.PathLike, device: str | None = None) -> Doc2Vec:
+    def load(cls, path: str | os.PathLike, device: str | None = None, mmap: str | None = None) -> Doc2Vec:
         """Load a checkpoint written by :meth:`save`, onto ``device`` (default: the saved ``device`` setting).
 
         A checkpoint trained on a GPU loads on a CPU-only machine with ``device="cpu"`` or ``"auto"``.
+        ``mmap='r'`` (gensim's option) maps the vectors from the file instead of copying them into memory, on
+        the CPU: pages are read when used, and training writes private copies (the file never changes).
         """
-        loaded = checkpoint.load(path)
+        if mmap not in (None, "r"):
+            raise ValueError(f"mmap must be None or 'r' (read-only map, gensim's option). Got {mmap!r} instead.")
+        loaded = checkpoint.load(path, mmap=mmap is not None)
         config = loaded.config if device is None else loaded.config.replace(device=device)
         if device is None and config.device != "auto" and config.device.startswith("cuda") \
                 and not torch.cuda.is_available():

@@ -453,3 +453,24 @@ def test_syn1neg_is_a_copy_of_the_output_vectors(topic_model) -> None:
     np.testing.assert_array_equal(out, topic_model.module.output_vectors.detach().numpy())
     out[:] = 0
     assert topic_model.module.output_vectors.abs().sum() > 0
+
+
+def test_load_with_mmap_maps_the_vectors_from_the_file(topic_model, topic_docs, tmp_path) -> None:
+    topic_model.save(tmp_path / "m", sep_limit=0)  # gensim's option, without effect: arrays are always separate
+    mapped = Doc2Vec.load(tmp_path / "m", mmap="r")
+    np.testing.assert_array_equal(mapped.dv.vectors, topic_model.dv.vectors)
+    np.testing.assert_array_equal(mapped.wv.vectors, topic_model.wv.vectors)
+    tensors = next((tmp_path / "m").glob("model.*.safetensors"))
+    ranges = [tuple(int(x, 16) for x in line.split()[0].split("-")) for line in open("/proc/self/maps")
+              if line.rstrip().endswith(str(tensors))]
+    if not ranges:
+        pytest.skip("no /proc/self/maps entry for the file (not Linux?)")
+    inside = lambda t: any(lo <= t.data_ptr() < hi for lo, hi in ranges)  # noqa: E731
+    assert inside(mapped.module.word_vectors) and inside(mapped.module.output_vectors)
+    assert not inside(Doc2Vec.load(tmp_path / "m").module.word_vectors)  # a plain load copies
+    before = tensors.read_bytes()
+    mapped.train(topic_docs, epochs=1)  # training writes to private pages: the checkpoint stays as saved
+    assert not np.array_equal(mapped.wv.vectors, topic_model.wv.vectors)
+    assert tensors.read_bytes() == before
+    with pytest.raises(ValueError, match="mmap must be None or 'r'"):
+        Doc2Vec.load(tmp_path / "m", mmap="w+")

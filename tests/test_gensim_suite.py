@@ -35,8 +35,6 @@ NOT_PASSING: dict[str, str] = {
     "test_dmc_neg": DM_CONCAT,
     "test_dmc_neg_fromfile": DM_CONCAT,
     "test_deterministic_dmc": DM_CONCAT,
-    "test_load_mmap": "save(sep_limit=...) and load(mmap='r') are not implemented yet (our checkpoint is a "
-                      "directory of JSON and safetensors)",
     "test_build_vocab_warning": "deliberate: a string given as a document's words is refused with a TypeError that "
                                 "names the fix (words=text.split()); gensim warns and trains on its characters",
     "test_get_offsets_and_start_doctags": "gensim internals: Doc2Vec._get_offsets_and_start_doctags_for_corpusfile, "
