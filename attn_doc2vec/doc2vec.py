@@ -163,7 +163,8 @@ class Doc2Vec(AttentionMixin):
 
     def build_vocab(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None,
                     update: bool = False, trim_rule: Callable | None = None, *,
-                    corpus_iterable: Iterable | None = None, **_ignored: Any) -> None:
+                    corpus_iterable: Iterable | None = None, progress_per: int = 10000,
+                    keep_raw_vocab: bool = False) -> None:
         """Scan the corpus and build the vocabulary exactly as gensim does, then initialize the vectors.
 
         Parameters
@@ -176,6 +177,8 @@ class Doc2Vec(AttentionMixin):
             Not supported: the vocabulary is built once, over the whole corpus.
         trim_rule : callable, optional
             gensim's trimming rule.
+        progress_per, keep_raw_vocab : optional
+            gensim's logging interval and raw-count option: accepted, without effect here.
         """
         if update:
             raise ValueError("build_vocab(update=True) is not supported: build the vocabulary once, "
@@ -204,7 +207,8 @@ class Doc2Vec(AttentionMixin):
               total_examples: int | None = None, total_words: int | None = None, epochs: int | None = None,
               start_alpha: float | None = None, end_alpha: float | None = None, compute_loss: bool = False,
               callbacks: Sequence[Callback] = (), progress: bool | None = None, *,
-              corpus_iterable: Iterable | None = None, **_ignored: Any) -> list[EpochStats]:
+              corpus_iterable: Iterable | None = None, word_count: int = 0, queue_factor: int = 2,
+              report_delay: float = 1.0) -> list[EpochStats]:
         """Train on a corpus whose tags are in the vocabulary (gensim's signature).
 
         Parameters
@@ -225,6 +229,9 @@ class Doc2Vec(AttentionMixin):
             gensim ``CallbackAny2Vec`` objects or callables ``f(model)`` called at each epoch's end.
         progress : bool or None
             Show a tqdm progress bar (None: on a terminal).
+        word_count, queue_factor, report_delay : optional
+            gensim's job-queue and logging settings: accepted, without effect here (any other unknown
+            argument is a ``TypeError``, as in gensim).
 
         Returns
         -------

@@ -474,3 +474,14 @@ def test_load_with_mmap_maps_the_vectors_from_the_file(topic_model, topic_docs, 
     assert tensors.read_bytes() == before
     with pytest.raises(ValueError, match="mmap must be None or 'r'"):
         Doc2Vec.load(tmp_path / "m", mmap="w+")
+
+
+def test_train_and_build_vocab_accept_gensims_arguments_and_refuse_unknown_ones(topic_docs) -> None:
+    model = Doc2Vec(**FAST)
+    model.build_vocab(corpus_iterable=topic_docs[:10], progress_per=5, keep_raw_vocab=False)
+    model.train(corpus_iterable=topic_docs[:10], total_examples=10, epochs=1, word_count=0, queue_factor=2,
+                report_delay=1.0)
+    with pytest.raises(TypeError, match="epoch"):
+        model.train(topic_docs[:10], epoch=1)  # a typo is not swallowed
+    with pytest.raises(TypeError, match="min_count"):
+        model.build_vocab(topic_docs[:10], min_count=1)
