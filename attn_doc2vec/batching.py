@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,16 +68,25 @@ class Sampler:
     pool_group: int = 1  # positions of one document kept together in the order, sharing one sample
     context_dropout: float = 0.0  # probability of hiding each context word (designs that ask for it)
     shrink_windows: bool = True  # each target's window drawn from 1..window (False: always the full window)
+    hs_points: Tensor | None = None  # (V, L) hierarchical softmax: each word's path rows in the output table
+    hs_labels: Tensor | None = None  # (V, L) float32 1 - code along the path
+    hs_mask: Tensor | None = None  # (V, L) bool, True on the path (False on padding)
 
     @classmethod
     def from_vocab(cls, vocab: Vocabulary, config: Doc2VecConfig, generator: torch.Generator) -> Sampler:
         """A sampler with gensim's tables from ``vocab``, on the generator's device."""
         device = generator.device
+        hs = {}
+        if config.hs:  # inner node i is row V + i of the output table (Doc2VecModule)
+            points, codes, lengths = vocab.huffman_tree()
+            hs = dict(hs_points=torch.as_tensor(points + len(vocab.wv), device=device),
+                      hs_labels=torch.as_tensor(1.0 - codes.astype("float32"), device=device),
+                      hs_mask=torch.as_tensor(np.arange(points.shape[1])[None, :] < lengths[:, None], device=device))
         return cls(
             sample_int=torch.as_tensor(vocab.sample_int, device=device),
             cum_table=torch.as_tensor(vocab.cum_table.astype("int64"), device=device),
             window=config.window, negative=config.negative, generator=generator,
-            shrink_windows=config.shrink_windows,
+            shrink_windows=config.shrink_windows, **hs,
         )
 
     def __post_init__(self) -> None:
@@ -126,6 +136,29 @@ class Sampler:
             return torch.randint(1, self.window + 1, (n, 1), generator=self.generator, device=device)
         return torch.full((n, 1), self.window, dtype=torch.int64, device=device)
 
+    def output_rows(self, targets: Tensor, outputs: Tensor | None = None, output_mask: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The rows that predict ``targets``: negative sampling's (drawn here unless ``outputs`` and
+        ``output_mask`` bring them; none with ``negative=0``), then with ``hs=1`` each target's Huffman path.
+
+        Returns
+        -------
+        tuple of Tensor
+            ``outputs``, ``output_mask`` and ``output_labels`` as :class:`~attn_doc2vec.model.Batch` holds
+            them (labels None: negative sampling's layout).
+        """
+        if outputs is None:
+            outputs, output_mask = self.negatives(targets)
+        if self.negative == 0:
+            outputs, output_mask = outputs[:, :0], output_mask[:, :0]
+        if self.hs_points is None:
+            return outputs, output_mask, None
+        labels = torch.zeros(outputs.shape, dtype=torch.float32, device=outputs.device)
+        labels[:, :1] = 1.0
+        return (torch.cat([outputs, self.hs_points[targets]], dim=1),
+                torch.cat([output_mask, self.hs_mask[targets]], dim=1),
+                torch.cat([labels, self.hs_labels[targets]], dim=1))
+
     def negatives(self, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Draw outputs ``(B, 1 + negative)`` (target first) and the mask of negatives that differ from it."""
         draw = torch.randint(0, self.cum_max, (targets.shape[0], self.negative),
@@ -146,12 +179,12 @@ class Sampler:
         if self.context_dropout:
             mask &= torch.rand(mask.shape, generator=self.generator, device=mask.device) >= self.context_dropout
         words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
-        outputs, output_mask = self.negatives(corpus.tokens[positions])
+        outputs, output_mask, labels = self.output_rows(corpus.tokens[positions])
         slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
         pool_words, pool_mask, pool_index = self.pool_draws(corpus, positions, docs)
         return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
                      outputs=outputs, output_mask=output_mask, pool_words=pool_words, pool_mask=pool_mask,
-                     pool_index=pool_index)
+                     pool_index=pool_index, output_labels=labels)
 
     def pool_draws(self, corpus: DeviceCorpus, positions: Tensor, docs: Tensor
                    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -176,10 +209,10 @@ class Sampler:
         """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""
         docs = corpus.docs[positions]
         tags = corpus.tags[docs, 0 if tag_slot is None else tag_slot][:, None]  # (B, 1)
-        outputs, output_mask = self.negatives(corpus.tokens[positions])
+        outputs, output_mask, labels = self.output_rows(corpus.tokens[positions])
         empty = torch.zeros((positions.shape[0], 0), dtype=torch.int64, device=positions.device)
         return Batch(doc_slots=tags, words=empty, positions=empty, word_mask=empty.bool(),
-                     outputs=outputs, output_mask=output_mask)
+                     outputs=outputs, output_mask=output_mask, output_labels=labels)
 
 
 def dbow_examples(corpus: DeviceCorpus) -> tuple[Tensor, Tensor | None]:

@@ -47,7 +47,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from attn_doc2vec.config import Doc2VecConfig
-from attn_doc2vec.corpus import Vocabulary
+from attn_doc2vec.corpus import HUFFMAN_ATTRIBUTES, Vocabulary
 from attn_doc2vec.model import Doc2VecModule
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
             for side, kv in (("wv", vocab.wv), ("dv", vocab.dv)):
                 dtypes[side] = {}
                 for name, values in kv.expandos.items():
+                    if name in HUFFMAN_ATTRIBUTES:  # ragged; rebuilt from the counts on load (corpus.huffman_tree)
+                        continue
                     values = np.asarray(values)
                     dtypes[side][name] = values.dtype.str
                     tensors[f"vocab.{side}.{name}"] = torch.from_numpy(values.astype(np.int64))

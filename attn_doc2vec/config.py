@@ -114,8 +114,9 @@ class Doc2VecConfig:
         A vector used k times in one batch moves by the mean of its k updates times
         ``min(k, row_update_cap)``, so frequent words cannot blow up large batches.
     hs : int
-        gensim's switch for hierarchical softmax: 0 (negative sampling, gensim's default) is the only
-        value implemented; 1 is refused with a message.
+        gensim's switch: 1 adds hierarchical softmax over gensim's Huffman tree of the vocabulary (alone with
+        ``negative=0``, or beside negative sampling), for PV-DBOW and the hand-written PV-DM designs
+        (``mean``, ``sum``, ``wordpos``); 0 (default): negative sampling only.
     shrink_windows : bool
         PV-DM, as gensim: True draws each target's window uniformly from 1..``window`` (word2vec's
         weighting of near words); False always uses the full ``window``.
@@ -186,11 +187,17 @@ class Doc2VecConfig:
         _check_int(self, "max_vocab_size", 1, optional=True)
         _check_int(self, "max_final_vocab", 1, optional=True)
         _check_float(self, "sample", 0.0)
-        if self.hs != 0:
-            raise ValueError(f"hs={self.hs!r} (hierarchical softmax) is not implemented: train with negative sampling, "
-                             "hs=0 and negative >= 1 (gensim's defaults).")
-        _check_int(self, "negative", 1,
-                   hint="(hierarchical softmax is not supported, so negative sampling is required)")
+        if self.hs not in (0, 1) or isinstance(self.hs, bool):
+            raise ValueError(f"The 'hs' parameter must be 0 (negative sampling) or 1 (hierarchical softmax). "
+                             f"Got {self.hs!r} instead.")
+        _check_int(self, "negative", 0)
+        if self.hs == 0 and self.negative == 0:
+            raise ValueError("You must set either 'hs' or 'negative' to be positive for proper training: with hs=0 "
+                             "and negative=0 nothing predicts the target (gensim's rule). Use negative=5 (default).")
+        if self.hs and self.dm == 1 and self.context in LAYERS:
+            raise ValueError(f"hs=1 (hierarchical softmax) is implemented for PV-DBOW (dm=0) and the hand-written "
+                             f"PV-DM designs (context 'mean', 'sum', 'wordpos'), not for context={self.context!r}: "
+                             "use negative sampling (hs=0) with it, or pick one of those.")
         if not isinstance(self.shrink_windows, bool):
             raise ValueError(f"The 'shrink_windows' parameter must be True or False. Got {self.shrink_windows!r} "
                              "instead.")

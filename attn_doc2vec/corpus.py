@@ -29,6 +29,9 @@ from attn_doc2vec.config import Doc2VecConfig
 logger = logging.getLogger(__name__)
 
 
+HUFFMAN_ATTRIBUTES = ("code", "point")  # gensim's per-word Huffman attributes (hs=1)
+
+
 @dataclass
 class Vocabulary:
     """What gensim's ``build_vocab`` decided, as plain data.
@@ -60,6 +63,35 @@ class Vocabulary:
     def counts(self) -> np.ndarray:
         """Per-word corpus counts."""
         return np.asarray(self.wv.expandos["count"], dtype=np.int64)
+
+    def huffman_tree(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """gensim's Huffman coding of the words, for hierarchical softmax (``hs=1``), as padded arrays.
+
+        gensim's ``code`` and ``point`` word attributes (built by its ``build_vocab`` with ``hs=1``, or here
+        from the counts by gensim's own function, which is deterministic).
+
+        Returns
+        -------
+        points : numpy.ndarray
+            ``(V, L)`` int64 inner-node rows on each word's path from the root (0 on padding).
+        codes : numpy.ndarray
+            ``(V, L)`` uint8 branch taken at each node (gensim predicts ``1 - code``).
+        lengths : numpy.ndarray
+            ``(V,)`` int64 path lengths.
+        """
+        if "code" not in self.wv.expandos:
+            from gensim.models.word2vec import _assign_binary_codes
+
+            _assign_binary_codes(self.wv)
+        codes, points = self.wv.expandos["code"], self.wv.expandos["point"]
+        lengths = np.array([len(c) for c in codes], dtype=np.int64)
+        width = max(1, int(lengths.max(initial=0)))
+        out_points = np.zeros((len(codes), width), np.int64)
+        out_codes = np.zeros((len(codes), width), np.uint8)
+        for i, (code, point) in enumerate(zip(codes, points, strict=True)):  # once per vocabulary, not per token
+            out_points[i, : len(point)] = point
+            out_codes[i, : len(code)] = code
+        return out_points, out_codes, lengths
 
 
 @dataclass
@@ -251,7 +283,8 @@ def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) ->
     builder = GensimDoc2Vec(
         vector_size=cfg.vector_size, dm=cfg.dm, window=cfg.window, min_count=cfg.min_count,
         max_vocab_size=cfg.max_vocab_size, max_final_vocab=cfg.max_final_vocab, sample=cfg.sample,
-        negative=cfg.negative, ns_exponent=cfg.ns_exponent, seed=cfg.seed, hs=0,
+        # negative >= 1 so that gensim builds the cum_table even for hs-only models (unused there)
+        negative=max(cfg.negative, 1), ns_exponent=cfg.ns_exponent, seed=cfg.seed, hs=cfg.hs,
     )
     total_words, corpus_count = builder.scan_vocab(corpus_iterable=checked(documents), trim_rule=trim_rule)
     if corpus_count == 0:

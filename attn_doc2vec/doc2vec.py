@@ -122,6 +122,8 @@ class Doc2Vec(AttentionMixin):
         config = self.__dict__.get("config")
         if config is not None and name in config.__dataclass_fields__:
             return getattr(config, name)
+        if name == "syn1":  # the property refused (Python then asks here): say why
+            raise AttributeError("syn1 exists with hierarchical softmax only (hs=1); this model has hs=0.")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -152,7 +154,15 @@ class Doc2Vec(AttentionMixin):
     @property
     def syn1neg(self) -> np.ndarray:
         """The output (negative-sampling) vectors, ``(len(wv), vector_size)``, as gensim's ``syn1neg`` (a copy)."""
-        return self._require_module().output_vectors.detach().cpu().numpy().copy()
+        return self._require_module().output_vectors[: len(self.wv)].detach().cpu().numpy().copy()
+
+    @property
+    def syn1(self) -> np.ndarray:
+        """Hierarchical softmax's inner-node vectors (``hs=1``), ``(len(wv), vector_size)``, as gensim's ``syn1``
+        (a copy; gensim's last row is unused there too)."""
+        if not self.config.hs:
+            raise AttributeError("syn1")  # reported by __getattr__
+        return self._require_module().output_vectors[len(self.wv):].detach().cpu().numpy().copy()
 
     @property
     def dv(self):

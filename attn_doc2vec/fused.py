@@ -205,7 +205,7 @@ def _prefetch_example(b, doc_slots, words, word_mask, outputs, output_mask, docs
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors,
+def _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, labels, docs, word_vectors,
              output_vectors, word_scores, position_scores, mode, doc_share, alpha, score_step, need_scores,
              h, gh, coef, gout, dscore):
     """Gradients of example ``b`` at the batch's starting point, into row ``b`` of the scratch arrays; its loss.
@@ -271,7 +271,8 @@ def _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, do
     for j in range(n_ctx):
         if word_mask[b, j]:
             _axpy(coef[b, n_doc + j], word_vectors, words[b, j], h, b)
-    # negative sampling: g = sigmoid(z) - label, dL/dh = sum_k g_k v_k
+    # negative sampling (and hierarchical softmax's path, labelled 1 - code): g = sigmoid(z) - label,
+    # dL/dh = sum_k g_k v_k
     for d in range(dim):
         gh[b, d] = zero
     # loss term softplus(s), s = -z for the target and z for negatives: max(s, 0) + log(1 + exp(-|z|)),
@@ -285,12 +286,13 @@ def _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, do
         z = _dot(h, b, output_vectors, row)
         t = np.exp(-abs(z))
         sigmoid = one / (one + t) if z >= zero else t / (one + t)
-        loss += max(z if k > 0 else -z, zero)
+        y = labels[b, k]
+        loss += max(-z if y > np.float32(0.5) else z, zero)
         product *= one + t
         if product > np.float32(1e30):  # only with ~100 negatives
             loss += np.log(product)
             product = one
-        g = sigmoid - (one if k == 0 else zero)
+        g = sigmoid - y
         _axpy(g, output_vectors, row, gh, b)
         gout[b, k] = -alpha * g
     loss += np.log(product)
@@ -425,15 +427,15 @@ def _finish(positions, word_mask, position_scores, dscore, cap, need_scores, los
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _step(doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors, output_vectors,
+def _step(doc_slots, words, positions, word_mask, outputs, output_mask, labels, docs, word_vectors, output_vectors,
           word_scores, position_scores, mode, doc_share, alpha, score_step, update_shared, n_threads, cap, h, gh,
           coef, gout, dscore, losses, doc_count, word_count, out_count, score_count, doc_entries, word_entries,
           out_entries):
     need_scores = update_shared and mode == ATTENTION
     for b in prange(doc_slots.shape[0]):
-        losses[b] = _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors,
-                             output_vectors, word_scores, position_scores, mode, doc_share, alpha, score_step,
-                             need_scores, h, gh, coef, gout, dscore)
+        losses[b] = _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, labels, docs,
+                             word_vectors, output_vectors, word_scores, position_scores, mode, doc_share, alpha,
+                             score_step, need_scores, h, gh, coef, gout, dscore)
     for t in prange(n_threads):
         _apply_owned(t, n_threads, cap, doc_slots, words, positions, word_mask, outputs, output_mask, docs,
                      word_vectors, output_vectors, word_scores, mode, update_shared, h, gh, coef, gout, dscore,
@@ -442,16 +444,16 @@ def _step(doc_slots, words, positions, word_mask, outputs, output_mask, docs, wo
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _step_serial(doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors, output_vectors,
-                 word_scores, position_scores, mode, doc_share, alpha, score_step, update_shared, n_threads, cap, h,
-                 gh, coef, gout, dscore, losses, doc_count, word_count, out_count, score_count, doc_entries,
+def _step_serial(doc_slots, words, positions, word_mask, outputs, output_mask, labels, docs, word_vectors,
+                 output_vectors, word_scores, position_scores, mode, doc_share, alpha, score_step, update_shared,
+                 n_threads, cap, h, gh, coef, gout, dscore, losses, doc_count, word_count, out_count, score_count, doc_entries,
                  word_entries, out_entries):
     """:func:`_step` on one thread without parallel regions (Numba's workqueue layer costs ~40 us a launch)."""
     need_scores = update_shared and mode == ATTENTION
     for b in range(doc_slots.shape[0]):
-        losses[b] = _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors,
-                             output_vectors, word_scores, position_scores, mode, doc_share, alpha, score_step,
-                             need_scores, h, gh, coef, gout, dscore)
+        losses[b] = _example(b, doc_slots, words, positions, word_mask, outputs, output_mask, labels, docs,
+                             word_vectors, output_vectors, word_scores, position_scores, mode, doc_share, alpha,
+                             score_step, need_scores, h, gh, coef, gout, dscore)
     _apply_owned(0, 1, cap, doc_slots, words, positions, word_mask, outputs, output_mask, docs, word_vectors,
                  output_vectors, word_scores, mode, update_shared, h, gh, coef, gout, dscore, doc_count, word_count,
                  out_count, score_count, doc_entries, word_entries, out_entries)
@@ -504,15 +506,18 @@ class FusedStep:
             self.position_scores = np.zeros(1, dtype=np.float32)
         # Per-row update counters of each table, zero between steps (the kernel clears what it uses).
         shared = n_words if update_shared else 0
+        outputs = self.output_vectors.shape[0] if update_shared else 0  # hs=1: syn1neg and syn1
         scores = self.word_scores.size if update_shared and module.uses_attention else 0
         self.counts = tuple(np.zeros((self.threads, size), np.int64)
-                            for size in (self.docs.shape[0], shared, shared, scores))
+                            for size in (self.docs.shape[0], shared, outputs, scores))
+        self._ns_labels = np.zeros((0, 0), np.float32)
         self._scratch: tuple[np.ndarray, ...] | None = None
 
     def __call__(self, batch: Batch, alpha: float) -> float:
         """Apply one step with learning rate ``alpha``; return the batch's summed loss (as ``Gradients.loss``)."""
         arrays = [np.ascontiguousarray(x.numpy()) for x in (batch.doc_slots, batch.words, batch.positions,
                                                               batch.word_mask, batch.outputs, batch.output_mask)]
+        arrays.append(self._labels(batch))
         scratch = self._scratch_for(*arrays[0].shape, arrays[1].shape[1], arrays[4].shape[1])
         with parallel_launch(self.threads):
             kernel = _step if self.threads > 1 else _step_serial
@@ -520,6 +525,15 @@ class FusedStep:
                                self.word_scores, self.position_scores, self.mode, self.doc_share, np.float32(alpha),
                                np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
                                *scratch[:6], *self.counts, *scratch[6:])
+
+    def _labels(self, batch: Batch) -> np.ndarray:
+        if batch.output_labels is not None:
+            return np.ascontiguousarray(batch.output_labels.numpy(), dtype=np.float32)
+        n, k = batch.outputs.shape  # negative sampling's layout, built once per shape
+        if self._ns_labels.shape[0] < n or self._ns_labels.shape[1] != k:
+            self._ns_labels = np.zeros((max(n, 1), k), np.float32)
+            self._ns_labels[:, :1] = 1.0
+        return self._ns_labels[:n]
 
     def _scratch_for(self, n_batch: int, n_doc: int, n_ctx: int, n_out: int) -> tuple[np.ndarray, ...]:
         # Allocated once and reused: a trainer's batches all have the same shape but the last.

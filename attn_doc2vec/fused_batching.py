@@ -121,7 +121,8 @@ class FusedSampler(Sampler):
         return cls(sample_int=sampler.sample_int, cum_table=sampler.cum_table, window=sampler.window,
                    negative=sampler.negative, generator=sampler.generator, pool_sample=sampler.pool_sample,
                    pool_group=sampler.pool_group, context_dropout=sampler.context_dropout,
-                   shrink_windows=sampler.shrink_windows)
+                   shrink_windows=sampler.shrink_windows, hs_points=sampler.hs_points, hs_labels=sampler.hs_labels,
+                   hs_mask=sampler.hs_mask)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -164,9 +165,10 @@ class FusedSampler(Sampler):
             word_mask &= keep
             words = torch.where(word_mask, words, 0)
         pool_words, pool_mask, pool_index = self.pool_draws(corpus, positions, corpus.docs[positions])
+        outputs, output_mask, labels = self._rows(outputs, output_mask)
         return Batch(doc_slots=torch.from_numpy(doc_slots), words=words,
                      positions=torch.from_numpy(self._slots[:n]), word_mask=word_mask,
-                     outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask),
+                     outputs=outputs, output_mask=output_mask, output_labels=labels,
                      pool_words=pool_words, pool_mask=pool_mask, pool_index=pool_index)
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
@@ -179,8 +181,16 @@ class FusedSampler(Sampler):
         call_kernel(_dbow_batch, corpus.tokens.numpy(), corpus.docs.numpy(), corpus.tags.numpy(), positions.numpy(),
                     slots, draws.numpy(), self._cum, self._buckets, self._shift, doc_slots, outputs, output_mask)
         empty = torch.zeros((n, 0), dtype=torch.int64)
+        outputs, output_mask, labels = self._rows(outputs, output_mask)
         return Batch(doc_slots=torch.from_numpy(doc_slots), words=empty, positions=empty, word_mask=empty.bool(),
-                     outputs=torch.from_numpy(outputs), output_mask=torch.from_numpy(output_mask))
+                     outputs=outputs, output_mask=output_mask, output_labels=labels)
+
+    def _rows(self, outputs: np.ndarray, output_mask: np.ndarray) -> tuple[Tensor, Tensor, Tensor | None]:
+        # the kernels wrote the target then the negatives; Sampler.output_rows adds what hs/negative=0 change
+        outputs, output_mask = torch.from_numpy(outputs), torch.from_numpy(output_mask)
+        if self.hs_points is None and self.negative > 0:
+            return outputs, output_mask, None
+        return self.output_rows(outputs[:, 0], outputs, output_mask)
 
 
 def _outputs(n: int, n_ctx: int, negative: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -54,9 +54,14 @@ class Batch:
     word_mask : Tensor
         ``(B, S)`` bool, True where a context slot holds a real word.
     outputs : Tensor
-        ``(B, K)`` int64 output-word rows: the target, then the negatives.
+        ``(B, K)`` int64 output rows: the target, then the negatives (negative sampling), then with
+        ``hs=1`` the inner nodes of the target's Huffman path.
     output_mask : Tensor
-        ``(B, K)`` bool, False for negatives that drew the target itself (gensim skips them).
+        ``(B, K)`` bool, False for negatives that drew the target itself (gensim skips them) and for padding
+        of the Huffman paths.
+    output_labels : Tensor or None
+        ``(B, K)`` float labels of the outputs (1: predict "yes"): None means negative sampling's layout,
+        1 for the first column and 0 for the rest; with ``hs=1``, ``1 - code`` on the Huffman path.
     pool_words : Tensor or None
         ``(R, P)`` int64 rows of words sampled from the examples' documents (designs that pool them):
         one sample per example (``R = B``) unless ``pool_index`` says which sample each example uses.
@@ -76,6 +81,15 @@ class Batch:
     pool_words: Tensor | None = None
     pool_mask: Tensor | None = None
     pool_index: Tensor | None = None
+    output_labels: Tensor | None = None
+
+    def labels(self) -> Tensor:
+        """``(B, K)`` float32 output labels (:attr:`output_labels`, or negative sampling's layout)."""
+        if self.output_labels is not None:
+            return self.output_labels
+        label = torch.zeros(self.outputs.shape, dtype=torch.float32, device=self.outputs.device)
+        label[:, 0] = 1.0
+        return label
 
 
 @dataclass
@@ -106,10 +120,13 @@ class Doc2VecModule(nn.Module):
         Hand-written designs: the document's fixed share (None: 1/n).
     layer : ContextLayer or None
         The autograd design's layer (required for those designs, None otherwise).
+    hs : int
+        1: the output table also holds gensim's ``syn1`` (hierarchical softmax's inner nodes) below the
+        negative-sampling rows: ``output_vectors`` is ``(2 V, D)``, rows ``V + i`` for node ``i``.
     """
 
     def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int,
-                 doc_share: float | None = None, layer: ContextLayer | None = None) -> None:
+                 doc_share: float | None = None, layer: ContextLayer | None = None, hs: int = 0) -> None:
         super().__init__()
         if dm == 1 and context not in ("mean", "sum", "wordpos") and layer is None:
             raise ValueError(f"context={context!r} needs its ContextLayer: build it with "
@@ -129,7 +146,8 @@ class Doc2VecModule(nn.Module):
         self.window = window
         self.doc_vectors = nn.Parameter(torch.zeros(n_docs, vector_size), requires_grad=False)
         self.word_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)
-        self.output_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)  # gensim's syn1neg
+        # gensim's syn1neg, then (hs=1) its syn1
+        self.output_vectors = nn.Parameter(torch.zeros(n_words * (1 + hs), vector_size), requires_grad=False)
         n_pos = 2 * window
         if self.uses_attention:
             self.word_scores = nn.Parameter(torch.zeros(n_words, n_pos), requires_grad=False)  # u
@@ -142,7 +160,7 @@ class Doc2VecModule(nn.Module):
         from attn_doc2vec.context import build_layer
 
         return cls(n_words, n_docs, config.vector_size, config.window, config.context, config.dm, config.doc_share,
-                   layer=build_layer(config, n_words))
+                   layer=build_layer(config, n_words), hs=config.hs)
 
     @property
     def pools_documents(self) -> bool:
@@ -295,8 +313,7 @@ class Doc2VecModule(nn.Module):
             x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
             h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
         z = torch.einsum("bd,bkd->bk", h, self.output_vectors[batch.outputs])  # (B, K)
-        sign = torch.ones_like(z)
-        sign[:, 1:] = -1.0
+        sign = 2.0 * batch.labels().to(z.dtype) - 1.0  # +1 for "yes" outputs (the target), -1 for the others
         loss = (nn.functional.softplus(-sign * z) * batch.output_mask).sum(dim=1)
         return loss, a
 
@@ -319,8 +336,7 @@ class Doc2VecModule(nn.Module):
         h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
         v = self.output_vectors[batch.outputs]  # (B, K, D)
         z = torch.einsum("bd,bkd->bk", h, v)  # (B, K)
-        label = torch.zeros_like(z)
-        label[:, 0] = 1.0
+        label = batch.labels().to(z.dtype)
         keep = batch.output_mask.to(z.dtype)
         sign = 1.0 - 2.0 * label  # -1 for the target, +1 for negatives
         loss = (nn.functional.softplus(sign * z) * keep).sum()

@@ -329,7 +329,9 @@ class Trainer:
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
                                    seconds=time.perf_counter() - t0, alpha=alpha,
                                    compile_seconds=first_call_seconds() - compiled0)
-                untrained = (1 + self.config.negative) * math.log(2)  # loss per prediction of zero output vectors
+                # loss per prediction of zero output vectors: log 2 per output row (hs: at most the longest path)
+                hs_rows = 0 if self.sampler.hs_mask is None else self.sampler.hs_mask.shape[1]
+                untrained = ((1 + self.config.negative) * (self.config.negative > 0) + hs_rows) * math.log(2)
                 if not stats.mean_loss <= 10 * untrained:  # also catches nan and inf
                     raise FloatingPointError(
                         f"The training loss diverged in epoch {epoch + 1}: {stats.mean_loss:.4g} per prediction "

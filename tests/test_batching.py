@@ -183,3 +183,32 @@ def test_pool_group_orders_runs_of_one_document_and_shares_its_sample() -> None:
         own = set(corpus.tokens[corpus.offsets[d]:corpus.offsets[d + 1]].tolist())
         assert set(batch.pool_words[batch.pool_index[b]].tolist()) <= own
     assert batch.pool_mask.all()
+
+
+@pytest.mark.parametrize("negative", [0, 3])
+def test_hierarchical_softmax_outputs_follow_gensims_huffman_paths(make_topic_corpus, negative: int) -> None:
+    """hs=1: after negative sampling's rows (none with negative=0), each target's inner nodes (row V + point)
+    with label 1 - code, gensim's `code`/`point` of the same vocabulary; padding masked."""
+    from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
+
+    docs = make_topic_corpus(n_docs=20, length=30)
+    cfg = Doc2VecConfig(min_count=1, window=2, sample=0, hs=1, negative=negative, dm=0).validate()
+    vocab = build_vocabulary(docs, cfg)
+    theirs = GensimDoc2Vec(min_count=1, hs=1, negative=negative, dm=0)
+    theirs.build_vocab(docs)
+    sampler = Sampler.from_vocab(vocab, cfg, make_generator(0, torch.device("cpu")))
+    corpus = DeviceCorpus.from_encoded(encode(docs, vocab), torch.device("cpu"))
+    positions, slots = dbow_examples(corpus)
+    batch = sampler.dbow_batch(corpus, positions[:50], slots[:50] if slots is not None else None)
+    n_ns = 1 + negative if negative else 0
+    V = len(vocab.wv)
+    for b in range(50):
+        word = vocab.wv.index_to_key[int(corpus.tokens[positions[b]])]
+        code = theirs.wv.get_vecattr(word, "code")
+        point = theirs.wv.get_vecattr(word, "point")
+        n = len(code)
+        assert batch.output_mask[b, n_ns:n_ns + n].all() and not batch.output_mask[b, n_ns + n:].any()
+        assert batch.outputs[b, n_ns:n_ns + n].tolist() == [V + int(p) for p in point]
+        assert batch.output_labels[b, n_ns:n_ns + n].tolist() == [1.0 - c for c in code]
+        if negative:
+            assert batch.output_labels[b, 0] == 1.0 and not batch.output_labels[b, 1:n_ns].any()

@@ -394,8 +394,6 @@ def test_load_is_called_on_the_class_not_on_a_model(topic_model, tmp_path) -> No
 def test_gensim_switches_hs_batch_words_and_shrink_windows(topic_docs) -> None:
     model = Doc2Vec(hs=0, batch_words=5000, shrink_windows=False, **FAST)
     assert model.hs == 0 and model.batch_words == 5000 and model.shrink_windows is False
-    with pytest.raises(ValueError, match=r"hs=1 \(hierarchical softmax\) is not implemented.*hs=0 and negative"):
-        Doc2Vec(hs=1, negative=0)
     # batch_words changes nothing: same seed, same vectors
     a = Doc2Vec(topic_docs, **FAST)
     b = Doc2Vec(topic_docs, batch_words=50, **FAST)
@@ -485,3 +483,39 @@ def test_train_and_build_vocab_accept_gensims_arguments_and_refuse_unknown_ones(
         model.train(topic_docs[:10], epoch=1)  # a typo is not swallowed
     with pytest.raises(TypeError, match="min_count"):
         model.build_vocab(topic_docs[:10], min_count=1)
+
+
+@pytest.mark.parametrize("dm, context", [(0, "mean"), (1, "mean")])
+def test_hierarchical_softmax_learns_as_well_as_negative_sampling(lee_docs, dm: int, context: str) -> None:
+    """hs=1 (gensim's Huffman tree, negative=0): documents find themselves by their inferred vectors as
+    often as with negative sampling; the loss falls from its untrained value (log 2 per path node)."""
+    settings = dict(dm=dm, context=context, vector_size=32, min_count=2, epochs=15, device="cpu", seed=3,
+                    alpha=0.025 if dm == 0 else 0.05)
+
+    def self_retrieval(model: Doc2Vec) -> int:
+        inferred = model.infer_vectors([d.words for d in lee_docs[:40]])
+        return sum(model.dv.most_similar([inferred[i]], topn=1)[0][0] == i for i in range(40))
+
+    hs = Doc2Vec(lee_docs, hs=1, negative=0, **settings)
+    ns = Doc2Vec(lee_docs, **settings)
+    assert hs.syn1.shape == hs.syn1neg.shape == (len(hs.wv), 32)
+    assert not hs.syn1neg.any() and hs.syn1.any()  # negative=0: only the tree's rows learn
+    assert hs.loss_history[-1] < 0.9 * hs.loss_history[0]
+    assert self_retrieval(hs) >= self_retrieval(ns) - 4
+    assert self_retrieval(hs) >= 30
+    with pytest.raises(AttributeError, match="hs=1"):
+        ns.syn1  # noqa: B018
+
+
+def test_hierarchical_softmax_checkpoints_and_refusals(topic_docs, tmp_path) -> None:
+    model = Doc2Vec(topic_docs, dm=0, hs=1, negative=2, **FAST)
+    model.save(tmp_path / "hs")
+    loaded = Doc2Vec.load(tmp_path / "hs")  # the Huffman tree is rebuilt from the saved counts
+    np.testing.assert_array_equal(loaded.syn1, model.syn1)
+    words = [d.words for d in topic_docs[:5]]
+    np.testing.assert_array_equal(loaded.infer_vectors(words), model.infer_vectors(words))
+    with pytest.raises(ValueError, match=r"hs=1 \(hierarchical softmax\) is implemented for PV-DBOW .* not for "
+                                         r"context='attention'"):
+        Doc2Vec(hs=1)
+    with pytest.raises(ValueError, match="either 'hs' or 'negative' to be positive"):
+        Doc2Vec(hs=0, negative=0)

@@ -84,6 +84,20 @@ def test_step_equals_reference(dm: int, context: str, doc_share: float | None) -
 
 
 @pytest.mark.parametrize("dm,context", MODES)
+def test_step_with_labelled_outputs_equals_reference(dm: int, context: str) -> None:
+    """Hierarchical softmax gives every output a label (1 - code): the kernel follows the labels."""
+    ref = random_module(dm, context)
+    fused = copy.deepcopy(ref)
+    batch = random_batch(ref, 64, seed=4)
+    gen = torch.Generator().manual_seed(9)
+    batch.output_labels = (torch.rand(batch.outputs.shape, generator=gen) < 0.4).to(torch.float32)
+    loss_ref = reference_step(ref, batch, 0.05, ref.doc_vectors.data, True, 2.0)
+    loss = FusedStep(fused, fused.doc_vectors.data, True, attention_alpha=2.0, cap=8)(batch, 0.05)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    assert_tables_close(ref, fused)
+
+
+@pytest.mark.parametrize("dm,context", MODES)
 def test_inference_step_updates_only_the_given_documents(dm: int, context: str) -> None:
     ref = random_module(dm, context)
     fused = copy.deepcopy(ref)
@@ -134,14 +148,16 @@ def test_refuses_tables_it_cannot_share() -> None:
         FusedStep(module, module.doc_vectors.data.double(), True)
 
 
-@pytest.mark.parametrize("dm,context", MODES)
-def test_training_and_inference_match_the_torch_backend(make_topic_corpus, dm: int, context: str) -> None:
+@pytest.mark.parametrize("dm,context,extra", [(*mode, {}) for mode in MODES] + [
+    (0, "mean", dict(hs=1, negative=0)), (1, "mean", dict(hs=1, negative=0)), (1, "wordpos", dict(hs=1, negative=3))])
+def test_training_and_inference_match_the_torch_backend(make_topic_corpus, dm: int, context: str,
+                                                        extra: dict) -> None:
     """Both backends consume the same random draws, so whole runs agree up to float32 rounding."""
     from attn_doc2vec import Doc2Vec
 
     docs = make_topic_corpus(n_docs=40, length=50)
     settings = dict(vector_size=16, window=3, min_count=1, sample=0.05, epochs=3, batch_size=64, dm=dm,
-                    context=context, device="cpu", seed=7, row_update_cap=4)
+                    context=context, device="cpu", seed=7, row_update_cap=4, **extra)
     models = {backend: Doc2Vec(docs, backend=backend, **settings) for backend in ("torch", "numba")}
     assert_tables_close(models["torch"].module, models["numba"].module, atol=1e-6)
     np_inferred = {b: m.infer_vectors([d.words for d in docs[:10]], epochs=5) for b, m in models.items()}
@@ -163,7 +179,8 @@ def test_backend_is_validated_and_resolved() -> None:
         resolve_backend("numba", torch.device("cuda"))
 
 
-@pytest.mark.parametrize("dm, extra", [(1, {}), (0, {}), (1, dict(pool_sample=6, pool_group=1)),
+@pytest.mark.parametrize("dm, extra", [(1, {}), (0, {}), (1, dict(pool_sample=6, pool_group=1)), (1, dict(hs=1)),
+                                       (0, dict(hs=1, negative=0)),
                                        (1, dict(pool_sample=6, pool_group=4, context_dropout=0.3))])
 def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: dict) -> None:
     """Same generator state, same draws, same batches as the torch sampler; the generator ends in the same state."""
@@ -175,7 +192,10 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: 
 
     docs = make_topic_corpus(n_docs=30, length=40)
     docs = [type(d)(d.words, [d.tags[0], "shared"] if i % 3 == 0 else d.tags) for i, d in enumerate(docs)]
-    cfg = Doc2VecConfig(min_count=1, window=4, negative=7, sample=1e-3)
+    extra = dict(extra)
+    settings = {k: extra.pop(k) for k in ("hs", "negative") if k in extra}
+    cfg = Doc2VecConfig(min_count=1, window=4, **({"negative": 7} | settings), sample=1e-3, dm=dm,
+                        context="mean").validate()
     vocab = build_vocabulary(docs, cfg)
     corpus = DeviceCorpus.from_encoded(encode(docs, vocab), torch.device("cpu"))
     samplers = [Sampler.from_vocab(vocab, cfg, make_generator(3, torch.device("cpu")))]
@@ -197,7 +217,7 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: 
         assert torch.equal(getattr(kept_corpora[0], field), getattr(kept_corpora[1], field)), field
     assert len(kept_corpora[0]) < len(corpus)  # something was dropped
     for field in ("doc_slots", "words", "positions", "word_mask", "outputs", "output_mask", "pool_words", "pool_mask",
-                  "pool_index"):
+                  "pool_index", "output_labels"):
         a, b = getattr(batches[0], field), getattr(batches[1], field)
         assert (a is None and b is None) or torch.equal(a, b), field
     assert (batches[0].pool_words is not None) == ("pool_sample" in extra)

@@ -189,6 +189,27 @@ def test_explicit_gradients_equal_autograd(dm: int, context: str) -> None:
 
 
 @pytest.mark.parametrize("dm, context", MODES)
+def test_explicit_gradients_equal_autograd_with_labelled_outputs(dm: int, context: str) -> None:
+    """Hierarchical softmax's outputs carry a label each (1 - code on the Huffman path): any 0/1 pattern."""
+    module = make_module(dm, context)
+    batch = make_batch(dm, k=7)
+    gen = torch.Generator().manual_seed(3)
+    batch.output_labels = (torch.rand(batch.outputs.shape, generator=gen) < 0.5).to(torch.float32)
+    batch.output_mask = torch.rand(batch.outputs.shape, generator=gen) < 0.8  # padding of short paths
+    loss, reference = autograd_tables(module, batch)
+    explicit_loss, explicit = explicit_tables(module, batch)
+    torch.testing.assert_close(explicit_loss, loss)
+    for name in reference:
+        torch.testing.assert_close(explicit[name], reference[name], rtol=1e-10, atol=1e-12, msg=name)
+    # labelled as negative sampling lays them out, the loss is negative sampling's
+    batch.output_labels = torch.zeros(batch.outputs.shape)
+    batch.output_labels[:, 0] = 1.0
+    labelled = module.forward(batch)[0]
+    batch.output_labels = None
+    torch.testing.assert_close(labelled, module.forward(batch)[0])
+
+
+@pytest.mark.parametrize("dm, context", MODES)
 def test_explicit_gradients_with_a_separate_document_matrix(dm: int, context: str) -> None:
     """Inference passes its own document matrix: gradients must be taken at those vectors."""
     module = make_module(dm, context)
