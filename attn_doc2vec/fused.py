@@ -446,8 +446,8 @@ def _step(doc_slots, words, positions, word_mask, outputs, output_mask, labels, 
 @njit(fastmath=FASTMATH, cache=True)
 def _step_serial(doc_slots, words, positions, word_mask, outputs, output_mask, labels, docs, word_vectors,
                  output_vectors, word_scores, position_scores, mode, doc_share, alpha, score_step, update_shared,
-                 n_threads, cap, h, gh, coef, gout, dscore, losses, doc_count, word_count, out_count, score_count, doc_entries,
-                 word_entries, out_entries):
+                 n_threads, cap, h, gh, coef, gout, dscore, losses, doc_count, word_count, out_count, score_count,
+                 doc_entries, word_entries, out_entries):
     """:func:`_step` on one thread without parallel regions (Numba's workqueue layer costs ~40 us a launch)."""
     need_scores = update_shared and mode == ATTENTION
     for b in range(doc_slots.shape[0]):
