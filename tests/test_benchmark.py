@@ -181,3 +181,11 @@ def test_seed_tables_gather_one_seed_per_file_and_refuse_a_seed_twice() -> None:
     assert "| ours PV-DM attention (`window=10`) | 20.00 | 10.00 | 15.00 ± 5.00 (2) |" in table  # IMDB: error %
     with pytest.raises(ValueError, match="seed 0 of ours PV-DM attention"):
         report.seed_rows({"a": result(0, 0.80, "x"), "c": result(0, 0.81, "y")})
+
+
+def test_compare_output_names_keep_their_dots() -> None:
+    from attn_doc2vec.cli.compare import output_paths
+
+    assert output_paths("r/docshare0.25-s0") == (Path("r/docshare0.25-s0.json"), Path("r/docshare0.25-s0.md"))
+    assert output_paths("r/x.json") == (Path("r/x.json"), Path("r/x.md"))
+    assert output_paths("r/x") == (Path("r/x.json"), Path("r/x.md"))

@@ -112,13 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows)
     table = markdown_table(summary)
     print(table)
-    out = Path(args.out or Path.cwd() / "results" / (args.dataset + ("-quick" if args.quick else "")))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "provenance": started,
-                                                    "runs": rows, "summary": summary}, indent=1))
-    out.with_suffix(".md").write_text(table + "\n")
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    json_path, md_path = output_paths(args.out or Path.cwd() / "results" /
+                                      (args.dataset + ("-quick" if args.quick else "")))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"args": vars(args), "provenance": started, "runs": rows, "summary": summary},
+                                    indent=1))
+    md_path.write_text(table + "\n")
+    print(f"wrote {md_path} and {json_path}")
     return 0
+
+
+def output_paths(out: str | Path) -> tuple[Path, Path]:
+    """``<out>.json`` and ``<out>.md``; a dot in the name is kept (``--out x/docshare0.25`` writes
+    ``docshare0.25.json``), and a given ``.json`` or ``.md`` ending is not doubled."""
+    out = Path(out)
+    if out.suffix in (".json", ".md"):
+        out = out.with_suffix("")
+    return out.parent / f"{out.name}.json", out.parent / f"{out.name}.md"
 
 
 if __name__ == "__main__":
