@@ -71,6 +71,7 @@ class Sampler:
     hs_points: Tensor | None = None  # (V, L) hierarchical softmax: each word's path rows in the output table
     hs_labels: Tensor | None = None  # (V, L) float32 1 - code along the path
     hs_mask: Tensor | None = None  # (V, L) bool, True on the path (False on padding)
+    null_word: int | None = None  # gensim's dm_concat: every window full, padded with this word's row
 
     @classmethod
     def from_vocab(cls, vocab: Vocabulary, config: Doc2VecConfig, generator: torch.Generator) -> Sampler:
@@ -82,11 +83,13 @@ class Sampler:
             hs = dict(hs_points=torch.as_tensor(points + len(vocab.wv), device=device),
                       hs_labels=torch.as_tensor(1.0 - codes.astype("float32"), device=device),
                       hs_mask=torch.as_tensor(np.arange(points.shape[1])[None, :] < lengths[:, None], device=device))
+        concat = config.dm == 1 and config.context == "concat"  # gensim: fixed windows, null-word padding
         return cls(
             sample_int=torch.as_tensor(vocab.sample_int, device=device),
             cum_table=torch.as_tensor(vocab.cum_table.astype("int64"), device=device),
             window=config.window, negative=config.negative, generator=generator,
-            shrink_windows=config.shrink_windows, **hs,
+            shrink_windows=config.shrink_windows and not concat, **hs,
+            null_word=vocab.wv.key_to_index["\0"] if concat else None,
         )
 
     def __post_init__(self) -> None:
@@ -179,6 +182,9 @@ class Sampler:
         if self.context_dropout:
             mask &= torch.rand(mask.shape, generator=self.generator, device=mask.device) >= self.context_dropout
         words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
+        if self.null_word is not None:  # dm_concat: every slot filled, past the document with the null word
+            words = torch.where(mask, words, self.null_word)
+            mask = torch.ones_like(mask)
         outputs, output_mask, labels = self.output_rows(corpus.tokens[positions])
         slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
         pool_words, pool_mask, pool_index = self.pool_draws(corpus, positions, docs)

@@ -120,6 +120,9 @@ class Doc2VecConfig:
     shrink_windows : bool
         PV-DM, as gensim: True draws each target's window uniformly from 1..``window`` (word2vec's
         weighting of near words); False always uses the full ``window``.
+    dm_tag_count : int
+        ``context="concat"`` (gensim's ``dm_concat=1``) only, as gensim: the number of document tags whose
+        vectors start the concatenated input; a document with another number of tags is skipped.
     batch_words : int
         Accepted for gensim's signature: gensim's size of the jobs it hands its worker threads, in words.
         It has no effect here: training steps are cut by ``batch_size`` predictions.
@@ -158,6 +161,7 @@ class Doc2VecConfig:
     hs: int = 0
     shrink_windows: bool = True
     batch_words: int = 10000
+    dm_tag_count: int = 1
 
     def validate(self, check_schedule: bool = True) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -196,8 +200,13 @@ class Doc2VecConfig:
                              "and negative=0 nothing predicts the target (gensim's rule). Use negative=5 (default).")
         if self.hs and self.dm == 1 and self.context in LAYERS:
             raise ValueError(f"hs=1 (hierarchical softmax) is implemented for PV-DBOW (dm=0) and the hand-written "
-                             f"PV-DM designs (context 'mean', 'sum', 'wordpos'), not for context={self.context!r}: "
+                             f"PV-DM designs (context 'mean', 'sum', 'wordpos', 'concat'), not for "
+                             f"context={self.context!r}: "
                              "use negative sampling (hs=0) with it, or pick one of those.")
+        _check_int(self, "dm_tag_count", 1)
+        if self.dm == 1 and self.context == "concat" and self.backend == "numba":
+            raise ValueError("context='concat' (gensim's dm_concat=1) runs on the PyTorch backend only: use "
+                             "backend='torch' or 'auto'.")
         if not isinstance(self.shrink_windows, bool):
             raise ValueError(f"The 'shrink_windows' parameter must be True or False. Got {self.shrink_windows!r} "
                              "instead.")

@@ -64,6 +64,9 @@ class Doc2Vec(AttentionMixin):
         One document per line, tokens separated by spaces (gensim's format).
     dm_mean : int, optional
         gensim's switch: 1 means ``context="mean"``, 0 means ``context="sum"``.
+    dm_concat : int, optional
+        gensim's switch: 1 means ``context="concat"`` (the document and context vectors concatenated: slow
+        and large, as gensim's docs say; PyTorch backend).
     callbacks : sequence, optional
         gensim ``CallbackAny2Vec`` objects or callables ``f(model)`` run at each epoch's end.
     trim_rule : callable, optional
@@ -81,7 +84,7 @@ class Doc2Vec(AttentionMixin):
     """
 
     def __init__(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None, *,
-                 corpus_iterable: Iterable | None = None, dm_mean: int | None = None,
+                 corpus_iterable: Iterable | None = None, dm_mean: int | None = None, dm_concat: int | None = None,
                  callbacks: Sequence[Callback] = (), trim_rule: Callable | None = None, **params: Any) -> None:
         known = {f.name for f in config_fields()}
         unknown = sorted(set(params) - known)
@@ -93,6 +96,11 @@ class Doc2Vec(AttentionMixin):
             if "context" in params:
                 raise ValueError("Pass either 'context' or gensim's 'dm_mean', not both.")
             params["context"] = "mean" if dm_mean else "sum"
+        if dm_concat:  # gensim's switch: 1 means context="concat" (0, its default, changes nothing)
+            if dm_concat != 1 or "context" in params:
+                raise ValueError("dm_concat=1 means context='concat': pass it alone (not with 'context' or "
+                                 f"'dm_mean'). Got dm_concat={dm_concat!r}.")
+            params["context"] = "concat"
         if documents is not None and corpus_iterable is not None:
             raise ValueError("Pass the corpus once: either 'documents' or 'corpus_iterable'.")
         self.config = Doc2VecConfig(**params).validate()
@@ -122,6 +130,10 @@ class Doc2Vec(AttentionMixin):
         config = self.__dict__.get("config")
         if config is not None and name in config.__dataclass_fields__:
             return getattr(config, name)
+        if name == "dm_concat" and config is not None:  # gensim's attributes, derived from the design
+            return int(config.dm == 1 and config.context == "concat")
+        if name == "dm_mean" and config is not None:
+            return int(config.context == "mean")
         if name == "syn1":  # the property refused (Python then asks here): say why
             raise AttributeError("syn1 exists with hierarchical softmax only (hs=1); this model has hs=0.")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

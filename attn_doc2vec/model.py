@@ -123,12 +123,16 @@ class Doc2VecModule(nn.Module):
     hs : int
         1: the output table also holds gensim's ``syn1`` (hierarchical softmax's inner nodes) below the
         negative-sampling rows: ``output_vectors`` is ``(2 V, D)``, rows ``V + i`` for node ``i``.
+    dm_tag_count : int
+        ``context="concat"``: document vectors at the head of the concatenated input; the output vectors
+        are ``(dm_tag_count + 2 window) D`` long (gensim's ``layer1_size``).
     """
 
     def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int,
-                 doc_share: float | None = None, layer: ContextLayer | None = None, hs: int = 0) -> None:
+                 doc_share: float | None = None, layer: ContextLayer | None = None, hs: int = 0,
+                 dm_tag_count: int = 1) -> None:
         super().__init__()
-        if dm == 1 and context not in ("mean", "sum", "wordpos") and layer is None:
+        if dm == 1 and context not in ("mean", "sum", "wordpos", "concat") and layer is None:
             raise ValueError(f"context={context!r} needs its ContextLayer: build it with "
                              "attn_doc2vec.context.build_layer(config, n_words).")
         self.layer = layer if dm == 1 else None
@@ -146,8 +150,10 @@ class Doc2VecModule(nn.Module):
         self.window = window
         self.doc_vectors = nn.Parameter(torch.zeros(n_docs, vector_size), requires_grad=False)
         self.word_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)
+        self.dm_tag_count = dm_tag_count
+        out_size = (dm_tag_count + 2 * window) * vector_size if self.concatenates else vector_size
         # gensim's syn1neg, then (hs=1) its syn1
-        self.output_vectors = nn.Parameter(torch.zeros(n_words * (1 + hs), vector_size), requires_grad=False)
+        self.output_vectors = nn.Parameter(torch.zeros(n_words * (1 + hs), out_size), requires_grad=False)
         n_pos = 2 * window
         if self.uses_attention:
             self.word_scores = nn.Parameter(torch.zeros(n_words, n_pos), requires_grad=False)  # u
@@ -160,7 +166,7 @@ class Doc2VecModule(nn.Module):
         from attn_doc2vec.context import build_layer
 
         return cls(n_words, n_docs, config.vector_size, config.window, config.context, config.dm, config.doc_share,
-                   layer=build_layer(config, n_words), hs=config.hs)
+                   layer=build_layer(config, n_words), hs=config.hs, dm_tag_count=config.dm_tag_count)
 
     @property
     def pools_documents(self) -> bool:
@@ -210,6 +216,26 @@ class Doc2VecModule(nn.Module):
         mixed = (s_d * docs + s_p * pooled) / (s_d + s_p)
         # a document with no known word has nothing to pool (an exactly zero row): it keeps its free vector
         return torch.where((pooled == 0).all(dim=1, keepdim=True), docs, mixed)
+
+    @property
+    def concatenates(self) -> bool:
+        """True for gensim's ``dm_concat=1`` (``context="concat"``)."""
+        return self.dm == 1 and self.context == "concat"
+
+    def concat_input(self, batch: Batch, doc_vectors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``context="concat"``: each example's input ``h``, its first ``dm_tag_count`` document vectors and
+        its ``2 window`` context vectors (the sampler pads them with gensim's null word) concatenated,
+        ``(B, (dm_tag_count + S) D)``; and which examples count, ``(B,)`` bool (gensim skips a document with
+        another number of tags)."""
+        t = self.dm_tag_count
+        docs = self.doc_vectors if doc_vectors is None else doc_vectors
+        tags = batch.doc_slots[:, :t]
+        valid = (batch.doc_slots >= 0).sum(dim=1) == t
+        if tags.shape[1] < t:  # no document in this corpus has that many tags
+            valid = torch.zeros_like(valid)
+            tags = torch.nn.functional.pad(tags, (0, t - tags.shape[1]), value=0)
+        x = torch.cat([docs[tags.clamp(min=0)], self.word_vectors[batch.words]], dim=1)  # (B, t + S, D)
+        return x.reshape(x.shape[0], -1), valid
 
     @property
     def uses_attention(self) -> bool:
@@ -283,7 +309,7 @@ class Doc2VecModule(nn.Module):
             n_doc = batch.doc_slots.shape[1]
             per_tag = out.doc_weight[:, None] / valid[:, :n_doc].sum(1, keepdim=True).clamp(min=1)
             return torch.cat([valid[:, :n_doc] * per_tag, out.word_weights], dim=1)
-        if self.dm == 0 or self.context == "sum":
+        if self.dm == 0 or self.context in ("sum", "concat"):  # concat: each slot is its own part of h
             return valid
         n_doc = batch.doc_slots.shape[1]
         t = valid[:, :n_doc].sum(dim=1, keepdim=True)  # (B, 1) document inputs
@@ -307,14 +333,18 @@ class Doc2VecModule(nn.Module):
             ``(B, T+S)`` the combination weights ``a`` of the forward pass.
         """
         a = self.weights(batch)  # (B, T+S)
+        keep = batch.output_mask
         if self.layer is not None:
             h = self.layer_forward(batch, self.gather(batch, doc_vectors)).h  # (B, D)
+        elif self.concatenates:
+            h, valid = self.concat_input(batch, doc_vectors)  # (B, L)
+            keep = keep & valid[:, None]
         else:
             x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
             h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
         z = torch.einsum("bd,bkd->bk", h, self.output_vectors[batch.outputs])  # (B, K)
         sign = 2.0 * batch.labels().to(z.dtype) - 1.0  # +1 for "yes" outputs (the target), -1 for the others
-        loss = (nn.functional.softplus(-sign * z) * batch.output_mask).sum(dim=1)
+        loss = (nn.functional.softplus(-sign * z) * keep).sum(dim=1)
         return loss, a
 
     # ----------------------------------------------------------------------------------------
@@ -333,17 +363,29 @@ class Doc2VecModule(nn.Module):
         """
         a = self.weights(batch)  # (B, T+S)
         x = self.slot_vectors(batch, doc_vectors)  # (B, T+S, D)
-        h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
-        v = self.output_vectors[batch.outputs]  # (B, K, D)
+        keep = batch.output_mask
+        if self.concatenates:
+            h, valid = self.concat_input(batch, doc_vectors)  # (B, (t + S) D)
+            keep = keep & valid[:, None]
+        else:
+            h = torch.einsum("bs,bsd->bd", a, x)  # (B, D)
+        v = self.output_vectors[batch.outputs]  # (B, K, L)
         z = torch.einsum("bd,bkd->bk", h, v)  # (B, K)
         label = batch.labels().to(z.dtype)
-        keep = batch.output_mask.to(z.dtype)
+        keep = keep.to(z.dtype)
         sign = 1.0 - 2.0 * label  # -1 for the target, +1 for negatives
         loss = (nn.functional.softplus(sign * z) * keep).sum()
         g = (torch.sigmoid(z) - label) * keep  # (B, K) dL/dz
         grad_outputs = g.unsqueeze(2) * h.unsqueeze(1)  # (B, K, D)
-        grad_h = torch.einsum("bk,bkd->bd", g, v)  # (B, D)
-        grad_slots = a.unsqueeze(2) * grad_h.unsqueeze(1)  # (B, T+S, D)
+        grad_h = torch.einsum("bk,bkd->bd", g, v)  # (B, L)
+        if self.concatenates:  # each slot's own part of h; document slots past dm_tag_count get nothing
+            t, n_doc, dim = self.dm_tag_count, batch.doc_slots.shape[1], x.shape[2]
+            parts = grad_h.reshape(grad_h.shape[0], -1, dim)  # (B, t + S, D)
+            grad_slots = torch.zeros_like(x)
+            grad_slots[:, :min(t, n_doc)] = parts[:, :min(t, n_doc)]
+            grad_slots[:, n_doc:] = parts[:, t:]
+        else:
+            grad_slots = a.unsqueeze(2) * grad_h.unsqueeze(1)  # (B, T+S, D)
         grad_scores = None
         if self.uses_attention:
             n_doc = batch.doc_slots.shape[1]

@@ -243,6 +243,8 @@ class Trainer:
         self.config = config
         self.device = module.word_vectors.device
         self.backend = resolve_backend(config.backend, self.device)
+        if module.concatenates:  # gensim's dm_concat has no fused kernel (config refuses backend="numba")
+            self.backend = "torch"
         sampler.pool_sample = module.layer.pool_sample if module.uses_layer else 0
         sampler.pool_group = config.pool_group
         sampler.context_dropout = module.layer.context_dropout if module.uses_layer else 0.0
@@ -495,7 +497,7 @@ class AutogradStep:
 def input_scale(module: Doc2VecModule, batch: Batch) -> Tensor:
     """Per-example factor turning the exact input gradient into gensim's update, ``(B,)``."""
     n = module.slot_mask(batch).sum(dim=1).to(module.word_vectors.dtype)
-    if module.dm == 0:
+    if module.dm == 0 or module.concatenates:  # concat: gensim adds each slot's error to its vector as is
         return torch.ones_like(n)
     if module.context == "sum":
         return 1.0 / n

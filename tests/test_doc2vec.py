@@ -519,3 +519,19 @@ def test_hierarchical_softmax_checkpoints_and_refusals(topic_docs, tmp_path) -> 
         Doc2Vec(hs=1)
     with pytest.raises(ValueError, match="either 'hs' or 'negative' to be positive"):
         Doc2Vec(hs=0, negative=0)
+
+
+def test_dm_concat_is_the_concat_design_and_checkpoints(topic_docs, tmp_path) -> None:
+    model = Doc2Vec(topic_docs[:20], dm=1, dm_concat=1, window=2, **FAST)
+    assert model.context == "concat" and model.dm_concat == 1 and model.dm_mean == 0
+    assert "\0" in model.wv  # gensim's null word pads the windows
+    assert model.syn1neg.shape == (len(model.wv), (1 + 2 * 2) * 8)  # gensim's layer1_size
+    model.save(tmp_path / "c")
+    loaded = Doc2Vec.load(tmp_path / "c")
+    words = [d.words for d in topic_docs[:3]]
+    np.testing.assert_array_equal(loaded.infer_vectors(words), model.infer_vectors(words))
+    assert Doc2Vec(dm_mean=1).dm_concat == 0
+    with pytest.raises(ValueError, match="dm_concat=1 means context='concat'"):
+        Doc2Vec(dm_concat=1, context="mean")
+    with pytest.raises(ValueError, match="runs on the PyTorch backend only"):
+        Doc2Vec(dm_concat=1, backend="numba")

@@ -21,13 +21,7 @@ pytest.importorskip("testfixtures")  # gensim's suite imports it (our "test" ext
 SOURCE = Path(gensim.__file__).parent / "test" / "test_doc2vec.py"
 IMPORT = "from gensim.models import doc2vec, keyedvectors"
 
-DM_CONCAT = "dm_concat=1 (concatenated context) is not implemented yet"
 NOT_PASSING: dict[str, str] = {
-    "test_dmc_hs": DM_CONCAT,
-    "test_dmc_hs_fromfile": DM_CONCAT,
-    "test_dmc_neg": DM_CONCAT,
-    "test_dmc_neg_fromfile": DM_CONCAT,
-    "test_deterministic_dmc": DM_CONCAT,
     "test_build_vocab_warning": "deliberate: a string given as a document's words is refused with a TypeError that "
                                 "names the fix (words=text.split()); gensim warns and trains on its characters",
     "test_get_offsets_and_start_doctags": "gensim internals: Doc2Vec._get_offsets_and_start_doctags_for_corpusfile, "
@@ -36,8 +30,10 @@ NOT_PASSING: dict[str, str] = {
                                                                "reader with offsets from the method above",
 }
 
-# Long (the attentive default on 6,000 documents, 1.2 M words, 10 epochs: minutes on 2 cores): `pytest -m slow`
-SLOW = {"test_parallel"}
+# Long, run by `pytest -m slow`: the attentive default on 6,000 documents (1.2 M words, 10 epochs), and
+# dm_concat, which runs on the PyTorch backend only (about half a minute to a minute each on 2 cores)
+SLOW = {"test_parallel", "test_dmc_hs", "test_dmc_hs_fromfile", "test_dmc_neg", "test_dmc_neg_fromfile",
+        "test_deterministic_dmc"}
 
 
 def _load_suite() -> types.ModuleType:

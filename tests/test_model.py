@@ -60,7 +60,8 @@ def explicit_tables(module: Doc2VecModule, batch: Batch) -> tuple[torch.Tensor, 
     out["doc_vectors"].index_put_((batch.doc_slots.clamp(min=0).reshape(-1),), g.slots[:, :n_doc].reshape(-1, DIM),
                                   accumulate=True)
     out["word_vectors"].index_put_((batch.words.reshape(-1),), g.slots[:, n_doc:].reshape(-1, DIM), accumulate=True)
-    out["output_vectors"].index_put_((batch.outputs.reshape(-1),), g.outputs.reshape(-1, DIM), accumulate=True)
+    out["output_vectors"].index_put_((batch.outputs.reshape(-1),), g.outputs.reshape(-1, g.outputs.shape[2]),
+                                     accumulate=True)
     if module.uses_attention:
         out["word_scores"].index_put_((batch.words.reshape(-1), batch.positions.reshape(-1)), g.scores.reshape(-1),
                                       accumulate=True)
@@ -290,3 +291,26 @@ def test_doc_share_fixes_the_document_weight_and_keeps_gradients_exact(context: 
     torch.testing.assert_close(loss_e, loss_a)
     for name in auto:
         torch.testing.assert_close(explicit[name], auto[name], msg=name)
+
+
+def test_concat_input_is_the_documents_then_the_window_and_its_gradients_equal_autograd() -> None:
+    """gensim's dm_concat: h = [d, x_-W .. x_-1, x_1 .. x_W] (one tag here); an example whose document has
+    another number of tags is skipped (no loss, no gradient), as gensim skips the document."""
+    module = Doc2VecModule(N_WORDS, N_DOCS, DIM, WINDOW, "concat", 1).to(torch.float64)
+    assert module.output_vectors.shape == (N_WORDS, (1 + 2 * WINDOW) * DIM)
+    gen = torch.Generator().manual_seed(0)
+    for param in module.parameters():
+        param.data.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float64) * 0.7)
+    batch = make_batch(1)
+    batch.word_mask = torch.ones_like(batch.word_mask)  # the sampler fills every slot (null word past the ends)
+    h, valid = module.concat_input(batch)
+    b = int(torch.nonzero(valid)[0])
+    expected = torch.cat([module.doc_vectors[batch.doc_slots[b, 0]]] + [module.word_vectors[w] for w in batch.words[b]])
+    torch.testing.assert_close(h[b], expected)
+    assert valid.tolist() == ((batch.doc_slots >= 0).sum(1) == 1).tolist() and not valid.all()  # two-tag rows skip
+    loss, reference = autograd_tables(module, batch)
+    explicit_loss, explicit = explicit_tables(module, batch)
+    torch.testing.assert_close(explicit_loss, loss)
+    for name in reference:
+        torch.testing.assert_close(explicit[name], reference[name], rtol=1e-10, atol=1e-12, msg=name)
+    assert float(module.forward(batch)[0][~valid].abs().sum()) == 0.0

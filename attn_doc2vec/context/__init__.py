@@ -10,6 +10,8 @@ name           family       what combines the document and the context
 ``wordpos``    hand-written Ling et al.'s word x position attention (the 0.1 design, kept as an ablation)
 ``mean``       hand-written gensim's ``dm_mean=1``
 ``sum``        hand-written gensim's ``dm_mean=0``
+``concat``     hand-written gensim's ``dm_concat=1``: the document and the 2 x window context vectors
+                            (null-word padded) concatenated, the output vectors that long (PyTorch backend)
 =============  ===========  =====================================================================
 
 A new design is one file with a :class:`~attn_doc2vec.context.base.ContextLayer` subclass plus
@@ -28,7 +30,7 @@ from attn_doc2vec.context.pooled import PooledAttention
 if TYPE_CHECKING:
     from attn_doc2vec.config import Doc2VecConfig
 
-HAND_WRITTEN = ("mean", "sum", "wordpos")
+HAND_WRITTEN = ("mean", "sum", "wordpos", "concat")
 LAYERS: dict[str, type[ContextLayer]] = {"attention": PooledAttention, "docquery": DocQueryAttention,
                                          "docloss": DocLossAttention}
 CONTEXT_NAMES = tuple(LAYERS) + HAND_WRITTEN
