@@ -51,10 +51,11 @@ def _settings(run: dict) -> str:
     return " ".join(f"{k}={params[k]}" for k in keep if k in params)
 
 
-def table(pattern: str, metric: str = "accuracy") -> str:
+def table(pattern: str | list[str], metric: str = "accuracy") -> str:
     """Mean ± std over seeds of every (result file, model), with its settings and provenance."""
     groups: dict[tuple, list[float]] = {}
-    for path in sorted(RESULTS.glob(pattern)):
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+    for path in sorted({p for pat in patterns for p in RESULTS.glob(pat)}):
         runs, prov = _rows(path)
         for run in runs:
             key = (f"[{path.stem}](results/designs/{path.name})", _label(run), run["protocol"], _settings(run),
@@ -123,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
               "round3": table("20news-3000-attention-d0-p50-batch*.json"),
               "round4": table("20news-3000-attention-group*.json"),
               "round5": explore_summary(["explore-*poolloss*.json", "explore-20news-3000-s0-group8.json",
-                                         "explore-20news-3000-s0-window10.json", "explore-imdb-5000-*window*.json"])}
+                                         "explore-20news-3000-s0-window10.json", "explore-imdb-5000-*window*.json"]),
+              "round6-inductive": table(["20news-full-inductive-*.json",
+                                         "20news-3000-inductive-attention-poolloss*.json",
+                                         "20news-3000-attention-mincount5-s0.json",
+                                         "20news-3000-attention-docshare02-s0.json"]),
+              "round6-mean": table(["20news-3000-mean-docshare*.json", "20news-full-mean-docshare*.json"]),
+              "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error")}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),

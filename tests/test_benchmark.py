@@ -123,7 +123,8 @@ def test_benchmarks_quality_section_is_generated_from_result_files(tmp_path, mon
         _figures_of(runs, allowed)
         for model in {run["model"] for run in runs}:
             accuracy = np.array([run["accuracy"] for run in runs if run["model"] == model])
-            _figures_of([float(accuracy.mean()), float(accuracy.std()), float(1 - accuracy.mean())], allowed)
+            _figures_of([float(accuracy.mean()), float(accuracy.std()), float(1 - accuracy.mean()), len(accuracy)],
+                        allowed)  # and the number of seeds
         _figures_of([float(1 - run["accuracy"]) for run in runs], allowed)  # IMDB rows show error %
     text = re.sub(r"\d{4}-\d{2}-\d{2}", "", section)  # the date of the note is not a figure
     text = re.sub(r"`[0-9a-f]{7}`", "", text)  # nor is a commit

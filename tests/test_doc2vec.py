@@ -58,9 +58,10 @@ def test_setting_a_gensim_attribute_changes_the_config(topic_docs) -> None:
         (dict(vector_size=-1), r"'vector_size' parameter must be an int >= 1\. Got -1 instead"),
         (dict(dm=2), r"'dm' parameter must be 1 \(PV-DM\) or 0 \(PV-DBOW\)\. Got 2 instead"),
         (dict(context="max"), r"'context' parameter must be one of 'attention', 'docquery', 'docloss', 'mean', 'sum', "
-                    r"'wordpos'\. Got 'max' "),
+                    r"'wordpos', 'concat'\. Got 'max' "),
         (dict(alpha=0), r"'alpha' parameter must be a number > 0.*Got 0 instead"),
-        (dict(negative=0), r"'negative' parameter must be an int >= 1.*Got 0 instead"),
+        (dict(negative=0), r"either 'hs' or 'negative' to be positive"),
+        (dict(negative=-1), r"'negative' parameter must be an int >= 0.*Got -1 instead"),
         (dict(alpha=0.01, min_alpha=0.05), r"'min_alpha' parameter must not exceed 'alpha' \(0\.01\)\. Got 0\.05"),
         (dict(dm_mean=2), r"'dm_mean' parameter must be 0 \(sum\) or 1 \(mean\)\. Got 2 instead"),
         (dict(dm_mean=1, context="sum"), r"either 'context' or gensim's 'dm_mean', not both"),
