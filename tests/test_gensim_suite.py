@@ -30,10 +30,9 @@ NOT_PASSING: dict[str, str] = {
                                                                "reader with offsets from the method above",
 }
 
-# Long, run by `pytest -m slow`: the attentive default on 6,000 documents (1.2 M words, 10 epochs), and
-# dm_concat, which runs on the PyTorch backend only (about half a minute to a minute each on 2 cores)
-SLOW = {"test_parallel", "test_dmc_hs", "test_dmc_hs_fromfile", "test_dmc_neg", "test_dmc_neg_fromfile",
-        "test_deterministic_dmc"}
+# Long, run by `pytest -m slow`: the attentive default on 6,000 documents (1.2 M words, 10 epochs; minutes on 2
+# cores). The dm_concat tests (PyTorch backend only, about half a minute each) stay in the default run.
+SLOW = {"test_parallel"}
 
 
 def _load_suite() -> types.ModuleType:
