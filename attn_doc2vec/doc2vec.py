@@ -430,6 +430,46 @@ class Doc2Vec(AttentionMixin):
         norms = float(np.linalg.norm(d1) * np.linalg.norm(d2))
         return float(np.dot(d1, d2) / norms) if norms > 0 else 0.0
 
+    def estimate_memory(self, vocab_size: int | None = None, report: dict[str, int] | None = None) -> dict[str, int]:
+        """Bytes the model's tables take with the current settings (gensim's method, our tables).
+
+        Counted from the module these settings build (on PyTorch's ``meta`` device: nothing is allocated), so
+        every table is in: gensim's names where one maps (``vectors`` the words, ``syn1neg`` and with ``hs=1``
+        ``syn1`` the output rows, ``doctag_syn0`` the documents) and ours for the rest (attention parameters,
+        Adagrad state, pooled documents), plus gensim's estimate of 500 bytes a word for the vocabulary.
+
+        Parameters
+        ----------
+        vocab_size : int, optional
+            Words in the vocabulary (default: the built vocabulary's).
+        report : dict of str to int, optional
+            Entries to start from (kept unless a table of the same name replaces them).
+
+        Returns
+        -------
+        dict of str to int
+            Bytes per member and their ``"total"``.
+        """
+        if vocab_size is None:
+            vocab_size = len(self._require_vocab().wv)
+        n_docs = len(self.vocab.dv) if self.vocab is not None else self.corpus_count
+        with torch.device("meta"):
+            module = Doc2VecModule.from_config(self.config, vocab_size, n_docs)
+        names = {"word_vectors": "vectors", "doc_vectors": "doctag_syn0"}
+        out = dict(report or {})
+        out["vocab"] = vocab_size * 500
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            size = tensor.numel() * tensor.element_size()
+            if name == "output_vectors" and self.config.hs:
+                out["syn1neg"] = out["syn1"] = size // 2
+            else:
+                out[names.get(name, "syn1neg" if name == "output_vectors" else name)] = size
+        out.pop("total", None)
+        out["total"] = sum(out.values())
+        logger.info("estimated required memory for %d words, %d documents and %d dimensions: %d bytes", vocab_size,
+                    n_docs, self.config.vector_size, out["total"])
+        return out
+
     def __getitem__(self, key: Any) -> np.ndarray:
         """gensim's ``model[key]``: a word's vector if ``key`` is in the vocabulary, else a document's (by tag);
         a list of keys gives the rows stacked."""

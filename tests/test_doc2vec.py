@@ -536,3 +536,16 @@ def test_dm_concat_is_the_concat_design_and_checkpoints(topic_docs, tmp_path) ->
         Doc2Vec(dm_concat=1, context="mean")
     with pytest.raises(ValueError, match="runs on the PyTorch backend only"):
         Doc2Vec(dm_concat=1, backend="numba")
+
+
+def test_estimate_memory_counts_every_table_the_model_holds(topic_model) -> None:
+    report = topic_model.estimate_memory()
+    held = sum(t.numel() * t.element_size() for t in [*topic_model.module.parameters(),
+                                                        *topic_model.module.buffers()])
+    assert report["total"] == held + report["vocab"]
+    assert report["vectors"] == len(topic_model.wv) * topic_model.vector_size * 4
+    assert report["doctag_syn0"] == len(topic_model.dv) * topic_model.vector_size * 4
+    bigger = topic_model.estimate_memory(vocab_size=10 * len(topic_model.wv))
+    assert bigger["vectors"] == 10 * report["vectors"] and bigger["total"] > report["total"]
+    hs = Doc2Vec(dm=0, hs=1, negative=0, vector_size=8).estimate_memory(vocab_size=100)
+    assert hs["syn1"] == hs["syn1neg"] == 100 * 8 * 4
