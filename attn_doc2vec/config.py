@@ -116,7 +116,7 @@ class Doc2VecConfig:
     hs : int
         gensim's switch: 1 adds hierarchical softmax over gensim's Huffman tree of the vocabulary (alone with
         ``negative=0``, or beside negative sampling), for PV-DBOW and the hand-written PV-DM designs
-        (``mean``, ``sum``, ``wordpos``); 0 (default): negative sampling only.
+        (``mean``, ``sum``, ``wordpos``, ``concat``); 0 (default): negative sampling only.
     shrink_windows : bool
         PV-DM, as gensim: True draws each target's window uniformly from 1..``window`` (word2vec's
         weighting of near words); False always uses the full ``window``.

@@ -265,9 +265,10 @@ class Doc2Vec(AttentionMixin):
         start = self.config.alpha if start_alpha is None else start_alpha
         end = self.config.min_alpha if end_alpha is None else end_alpha
         _check_alphas(start, end, "start_alpha", "end_alpha")
-        if self.schedule is not None and start > _alpha_reached(self.schedule):
+        reached = None if self.schedule is None else _alpha_reached(self.schedule)
+        if reached is not None and start > reached:
             logger.warning("Effective 'alpha' higher than previous training cycles: this call starts at %g, the "
-                           "previous one stopped at %g.", start, _alpha_reached(self.schedule))
+                           "previous one stopped at %g.", start, reached)
         documents = documents if documents is not None else corpus_iterable
         corpus = resolve_corpus(documents, corpus_file)
         return self._run(corpus, Schedule(start, end, epochs), total_examples, compute_loss, callbacks, progress)

@@ -510,14 +510,13 @@ class FusedStep:
         scores = self.word_scores.size if update_shared and module.uses_attention else 0
         self.counts = tuple(np.zeros((self.threads, size), np.int64)
                             for size in (self.docs.shape[0], shared, outputs, scores))
-        self._ns_labels = np.zeros((0, 0), np.float32)
         self._scratch: tuple[np.ndarray, ...] | None = None
 
     def __call__(self, batch: Batch, alpha: float) -> float:
         """Apply one step with learning rate ``alpha``; return the batch's summed loss (as ``Gradients.loss``)."""
         arrays = [np.ascontiguousarray(x.numpy()) for x in (batch.doc_slots, batch.words, batch.positions,
                                                               batch.word_mask, batch.outputs, batch.output_mask)]
-        arrays.append(self._labels(batch))
+        arrays.append(np.ascontiguousarray(batch.labels().numpy(), dtype=np.float32))
         scratch = self._scratch_for(*arrays[0].shape, arrays[1].shape[1], arrays[4].shape[1])
         with parallel_launch(self.threads):
             kernel = _step if self.threads > 1 else _step_serial
@@ -525,15 +524,6 @@ class FusedStep:
                                self.word_scores, self.position_scores, self.mode, self.doc_share, np.float32(alpha),
                                np.float32(-alpha * self.attention_alpha), self.update_shared, self.threads, self.cap,
                                *scratch[:6], *self.counts, *scratch[6:])
-
-    def _labels(self, batch: Batch) -> np.ndarray:
-        if batch.output_labels is not None:
-            return np.ascontiguousarray(batch.output_labels.numpy(), dtype=np.float32)
-        n, k = batch.outputs.shape  # negative sampling's layout, built once per shape
-        if self._ns_labels.shape[0] < n or self._ns_labels.shape[1] != k:
-            self._ns_labels = np.zeros((max(n, 1), k), np.float32)
-            self._ns_labels[:, :1] = 1.0
-        return self._ns_labels[:n]
 
     def _scratch_for(self, n_batch: int, n_doc: int, n_ctx: int, n_out: int) -> tuple[np.ndarray, ...]:
         # Allocated once and reused: a trainer's batches all have the same shape but the last.

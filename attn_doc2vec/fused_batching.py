@@ -188,8 +188,6 @@ class FusedSampler(Sampler):
     def _rows(self, outputs: np.ndarray, output_mask: np.ndarray) -> tuple[Tensor, Tensor, Tensor | None]:
         # the kernels wrote the target then the negatives; Sampler.output_rows adds what hs/negative=0 change
         outputs, output_mask = torch.from_numpy(outputs), torch.from_numpy(output_mask)
-        if self.hs_points is None and self.negative > 0:
-            return outputs, output_mask, None
         return self.output_rows(outputs[:, 0], outputs, output_mask)
 
 

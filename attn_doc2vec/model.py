@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attn_doc2vec.context import ContextInputs, ContextLayer, ContextOutput
+from attn_doc2vec.context import HAND_WRITTEN, ContextInputs, ContextLayer, ContextOutput
 
 MASKED = -1e30  # score of padding: exp() underflows to 0, and an all-padding row stays finite
 
@@ -132,7 +132,7 @@ class Doc2VecModule(nn.Module):
                  doc_share: float | None = None, layer: ContextLayer | None = None, hs: int = 0,
                  dm_tag_count: int = 1) -> None:
         super().__init__()
-        if dm == 1 and context not in ("mean", "sum", "wordpos", "concat") and layer is None:
+        if dm == 1 and context not in HAND_WRITTEN and layer is None:
             raise ValueError(f"context={context!r} needs its ContextLayer: build it with "
                              "attn_doc2vec.context.build_layer(config, n_words).")
         self.layer = layer if dm == 1 else None
