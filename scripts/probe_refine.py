@@ -12,6 +12,7 @@ representation as ``scripts/compare_gensim.py`` does and writes one JSON file wi
 versions.
 
     python scripts/probe_refine.py --subset 3000 --epochs 10 --seed 0 --mu inf 1 0.1 0 --out refine.json
+    python scripts/probe_refine.py --dataset imdb --subset 5000 --epochs 20 --protocols transductive --set window=10 ...
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from attn_doc2vec import Doc2Vec  # noqa: E402
 from attn_doc2vec.benchmark import SHARED, _split, classify  # noqa: E402
-from attn_doc2vec.cli.compare import provenance  # noqa: E402
+from attn_doc2vec.cli.compare import parse_overrides, provenance  # noqa: E402
 from attn_doc2vec.corpus import encode_words  # noqa: E402
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset  # noqa: E402
 
@@ -75,19 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mu", type=float, nargs="+", default=[float("inf"), 1.0, 0.1, 0.0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--protocols", nargs="+", default=["transductive", "inductive"],
+                        choices=["transductive", "inductive"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="Doc2Vec settings, e.g. window=10")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    args.seeds, args.device, args.set = [args.seed], "cpu", []
+    args.seeds, args.device = [args.seed], "cpu"
+    settings = SHARED | {"epochs": args.epochs, "workers": 1, "device": "cpu"} | parse_overrides(args.set)
     started = provenance(args)
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
     train, test, unsup = _split(docs)
     y_train, y_test = np.array([d.label for d in train]), np.array([d.label for d in test])
     results: dict[str, dict[str, float]] = {}
-    for protocol in ("transductive", "inductive"):
+    for protocol in args.protocols:
         t0 = time.perf_counter()
         corpus = docs if protocol == "transductive" else [type(d)(d.words, [i], d.split, d.label)
                                                           for i, d in enumerate(train + unsup)]
-        model = Doc2Vec(seed=args.seed, **(SHARED | {"epochs": args.epochs}), workers=1, device="cpu")
+        model = Doc2Vec(seed=args.seed, **settings)
         model.build_vocab(corpus)
         model.train(corpus, epochs=model.epochs, progress=False)
         if protocol == "transductive":
