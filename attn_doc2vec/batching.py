@@ -211,14 +211,45 @@ class Sampler:
         # Doc2VecC's corruption, one sample per example: words drawn uniformly from the document, the target excluded
         return pool_words, pool != positions[:, None], None
 
-    def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
-        """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position."""
+    def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None,
+                   pairs: Tensor | None = None) -> Batch:
+        """PV-DBOW examples: a document vector (one of its tags) predicting the token at each position; then,
+        with ``pairs`` (``dbow_words=1``, codes of :meth:`skipgram_pairs`), a context word's vector predicting
+        the word at the window's centre (document slot ``-1``, one word slot)."""
         docs = corpus.docs[positions]
         tags = corpus.tags[docs, 0 if tag_slot is None else tag_slot][:, None]  # (B, 1)
-        outputs, output_mask, labels = self.output_rows(corpus.tokens[positions])
-        empty = torch.zeros((positions.shape[0], 0), dtype=torch.int64, device=positions.device)
-        return Batch(doc_slots=tags, words=empty, positions=empty, word_mask=empty.bool(),
+        targets = corpus.tokens[positions]  # (B,)
+        n, device = positions.shape[0], positions.device
+        words = torch.zeros((n, 0 if pairs is None else 1), dtype=torch.int64, device=device)
+        word_mask = words.bool()
+        if pairs is not None:  # skip-gram examples after the document ones
+            centre = pairs // self.rel.shape[0]  # (P,)
+            inputs = corpus.tokens[centre + self.rel[pairs % self.rel.shape[0]]]
+            tags = torch.cat([tags, tags.new_full((pairs.shape[0], 1), -1)])  # (B + P, 1)
+            words = torch.cat([words, inputs[:, None]])  # (B + P, 1)
+            word_mask = torch.cat([word_mask, torch.ones_like(inputs[:, None], dtype=torch.bool)])
+            targets = torch.cat([targets, corpus.tokens[centre]])
+        outputs, output_mask, labels = self.output_rows(targets)
+        return Batch(doc_slots=tags, words=words, positions=torch.zeros_like(words), word_mask=word_mask,
                      outputs=outputs, output_mask=output_mask, output_labels=labels)
+
+    def skipgram_pairs(self, corpus: DeviceCorpus) -> Tensor:
+        """An epoch's skip-gram pairs of gensim's ``dbow_words=1``: the word at each position is predicted by
+        every other word of its window, shrunk by one draw of :meth:`reach` per position, within its document.
+
+        Returns
+        -------
+        Tensor
+            ``(P,)`` int64 codes ``position * S + slot`` in position order: the input word is at
+            ``position + rel[slot]`` (``S = 2 window``, :attr:`rel` the relative offsets).
+        """
+        n, device = len(corpus), corpus.tokens.device
+        pos = torch.arange(n, device=device)
+        reach = self.reach(n, device)  # (N, 1)
+        before = torch.minimum(pos - corpus.offsets[corpus.docs], reach[:, 0])[:, None]  # (N, 1) words usable left
+        after = torch.minimum(corpus.offsets[corpus.docs + 1] - 1 - pos, reach[:, 0])[:, None]  # and right
+        valid = (self.rel[None, :] >= -before) & (self.rel[None, :] <= after)  # (N, S)
+        return valid.reshape(-1).nonzero().squeeze(1)
 
 
 def dbow_examples(corpus: DeviceCorpus) -> tuple[Tensor, Tensor | None]:

@@ -62,8 +62,8 @@ class Doc2VecConfig:
     seed : int
         Seed for initial vectors and every random draw in training.
     batch_size : int
-        Number of predicted words (PV-DM) or (document, word) pairs (PV-DBOW)
-        per vectorized training step.
+        Number of predicted words (PV-DM) or (document, word) pairs (PV-DBOW; with ``dbow_words=1`` also
+        (word, word) pairs, mixed in one random order) per vectorized training step.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     backend : str
@@ -126,6 +126,18 @@ class Doc2VecConfig:
     batch_words : int
         Accepted for gensim's signature: gensim's size of the jobs it hands its worker threads, in words.
         It has no effect here: training steps are cut by ``batch_size`` predictions.
+    dbow_words : int
+        PV-DBOW (``dm=0``), as gensim: 1 also trains the word vectors skip-gram style, interleaved with the
+        document vectors: each word is predicted by every word of its window (shrunk as ``shrink_windows``
+        says, within its document) through the same output layer, learning rate and negatives (or Huffman
+        path); an epoch then makes about ``window + 1`` times more predictions. 0 (default): the word
+        vectors stay at their random start. Ignored with ``dm=1`` (gensim ignores it too: PV-DM trains
+        its words anyway) and in inference (gensim runs those pairs with the words frozen: no effect).
+    sorted_vocab : int
+        As gensim: 1 (default) orders the vocabulary by descending frequency, 0 keeps the words in the order
+        they were first seen.
+    comment : str or None
+        A free-form note kept with the model and saved in its checkpoint (gensim's ``comment``).
     """
 
     vector_size: int = 100
@@ -162,6 +174,9 @@ class Doc2VecConfig:
     shrink_windows: bool = True
     batch_words: int = 10000
     dm_tag_count: int = 1
+    dbow_words: int = 0
+    sorted_vocab: int = 1
+    comment: str | None = None
 
     def validate(self, check_schedule: bool = True) -> Doc2VecConfig:
         """Check every parameter; raise ``ValueError`` naming the bad one and its value.
@@ -211,6 +226,15 @@ class Doc2VecConfig:
             raise ValueError(f"The 'shrink_windows' parameter must be True or False. Got {self.shrink_windows!r} "
                              "instead.")
         _check_int(self, "batch_words", 1)
+        for name, meaning in (("dbow_words", "0 or 1 (1: also train word vectors skip-gram style in PV-DBOW)"),
+                              ("sorted_vocab", "0 or 1 (1: vocabulary by descending frequency)")):
+            value = getattr(self, name)
+            if value not in (0, 1):  # True and False pass, stored as gensim's ints
+                raise ValueError(f"The {name!r} parameter must be {meaning}. Got {value!r} instead.")
+            setattr(self, name, int(value))
+        if self.comment is not None and not isinstance(self.comment, str):
+            raise ValueError(f"The 'comment' parameter must be a string or None. Got {self.comment!r} instead; "
+                             f"write comment=str(...).")
         _check_float(self, "ns_exponent", None)
         if self.alpha is None:
             self.alpha = ADAGRAD_ALPHA if self.dm == 1 and self.context in LAYERS else SGD_ALPHA

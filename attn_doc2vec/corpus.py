@@ -286,6 +286,7 @@ def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) ->
         # negative >= 1 so that gensim builds the cum_table even for hs-only models (unused there)
         negative=max(cfg.negative, 1), ns_exponent=cfg.ns_exponent, seed=cfg.seed, hs=cfg.hs,
         dm_concat=int(cfg.dm == 1 and cfg.context == "concat"),  # adds gensim's null word '\0' for the padding
+        sorted_vocab=cfg.sorted_vocab,
     )
     total_words, corpus_count = builder.scan_vocab(corpus_iterable=checked(documents), trim_rule=trim_rule)
     if corpus_count == 0:

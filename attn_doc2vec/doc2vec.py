@@ -52,8 +52,8 @@ class Doc2Vec(AttentionMixin):
     """Doc2Vec in PyTorch whose PV-DM can weight its context words with learned attention.
 
     Parameters are gensim's (``vector_size``, ``window``, ``min_count``, ``sample``, ``negative``,
-    ``alpha``, ``epochs``, ``dm``, ...) plus ``context``, ``batch_size`` and ``device``; see
-    :class:`~attn_doc2vec.config.Doc2VecConfig` for every one and its default.
+    ``alpha``, ``epochs``, ``dm``, ``hs``, ``dbow_words``, ``sorted_vocab``, ``comment``, ...) plus ``context``,
+    ``batch_size`` and ``device``; see :class:`~attn_doc2vec.config.Doc2VecConfig` for every one and its default.
 
     Parameters
     ----------
@@ -621,7 +621,8 @@ class Doc2Vec(AttentionMixin):
 # Config fields that a built model can change between train() calls (``model.epochs = 5``): the schedule and
 # the batches' settings; the rest shape the tensors or the vocabulary.
 ADJUSTABLE = frozenset({"epochs", "alpha", "min_alpha", "workers", "batch_size", "negative", "backend", "pool_group",
-                        "update_rule", "attention_alpha", "row_update_cap", "shrink_windows", "batch_words"})
+                        "update_rule", "attention_alpha", "row_update_cap", "shrink_windows", "batch_words",
+                        "dbow_words", "comment"})
 
 
 def _check_epochs(epochs: Any, what: str) -> int:

@@ -87,6 +87,12 @@ def _dbow_batch(tokens, docs, tags, positions, tag_slots, draws, cum, buckets, s
         _draw_outputs(b, tokens[positions[b]], draws, cum, buckets, shift, outputs, output_mask)
 
 
+@njit(cache=True)
+def _negatives(targets, draws, cum, buckets, shift, outputs, output_mask):
+    for b in range(targets.shape[0]):
+        _draw_outputs(b, targets[b], draws, cum, buckets, shift, outputs, output_mask)
+
+
 @njit(parallel=True, cache=True)
 def _downsample(tokens, offsets, sample_int, draws):
     """The kept tokens (``sample_int[token] >= draw``), their documents and the new offsets, document by document."""
@@ -171,8 +177,20 @@ class FusedSampler(Sampler):
                      outputs=outputs, output_mask=output_mask, output_labels=labels,
                      pool_words=pool_words, pool_mask=pool_mask, pool_index=pool_index)
 
-    def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None) -> Batch:
+    def negatives(self, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """As :meth:`Sampler.negatives` (the same draws), the table searched by a kernel."""
+        n = targets.shape[0]
+        draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)
+        _, outputs, output_mask = _outputs(n, 0, self.negative)
+        call_kernel(_negatives, np.ascontiguousarray(targets.numpy(), dtype=np.int64), draws.numpy(), self._cum,
+                    self._buckets, self._shift, outputs, output_mask)
+        return torch.from_numpy(outputs), torch.from_numpy(output_mask)
+
+    def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None,
+                   pairs: Tensor | None = None) -> Batch:
         """As :meth:`Sampler.dbow_batch`."""
+        if pairs is not None:  # dbow_words=1: a few tensor gathers, the negatives drawn by the kernel above
+            return super().dbow_batch(corpus, positions, tag_slot, pairs)
         n = positions.shape[0]
         draws = torch.randint(0, self.cum_max, (n, self.negative), generator=self.generator)
         slots = np.zeros(n, np.int64) if tag_slot is None else tag_slot.numpy()

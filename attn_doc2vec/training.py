@@ -51,7 +51,8 @@ class EpochStats:
     loss : float
         Summed negative-sampling loss over the epoch's examples.
     examples : int
-        Predictions made (PV-DM: kept tokens; PV-DBOW: (tag, token) pairs).
+        Predictions made (PV-DM: kept tokens; PV-DBOW: (tag, token) pairs, plus with ``dbow_words=1`` the
+        skip-gram (word, word) pairs).
     raw_words : int
         Corpus tokens of the epoch, counted before downsampling.
     seconds : float
@@ -362,12 +363,15 @@ class Trainer:
                                "from its first batch", schedule.epoch + 1, generator.device)
             schedule.batch, schedule.epoch_rng = 0, generator.get_state()
         kept = self.sampler.downsample(corpus)
-        slots = None
+        slots = pairs = None
         if self.module.dm:
             positions = torch.arange(len(kept), device=self.device)
         else:
             positions, slots = dbow_examples(kept)
-        n = positions.shape[0]
+            if self.config.dbow_words and update_shared:  # inference: gensim's pairs there move nothing
+                pairs = self.sampler.skipgram_pairs(kept)
+        n_doc = positions.shape[0]
+        n = n_doc + (0 if pairs is None else pairs.shape[0])  # PV-DBOW: the skip-gram pairs are examples n_doc..
         # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it
         # (pool_group > 1: runs of a document's positions, in random order).
         order = self.sampler.epoch_order(kept) if self.module.dm else torch.randperm(n, generator=generator,
@@ -392,8 +396,12 @@ class Trainer:
             pick = order[i * batch_size:(i + 1) * batch_size]
             if self.module.dm:
                 batch = self.sampler.pvdm_batch(kept, positions[pick])
-            else:
+            elif pairs is None:
                 batch = self.sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick])
+            else:
+                docs_pick, pairs_pick = pick[pick < n_doc], pick[pick >= n_doc] - n_doc
+                batch = self.sampler.dbow_batch(kept, positions[docs_pick],
+                                                None if slots is None else slots[docs_pick], pairs[pairs_pick])
             loss += step(batch, alpha)
             examples += pick.shape[0]
             schedule.batch = i + 1

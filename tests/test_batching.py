@@ -212,3 +212,43 @@ def test_hierarchical_softmax_outputs_follow_gensims_huffman_paths(make_topic_co
         assert batch.output_labels[b, n_ns:n_ns + n].tolist() == [1.0 - c for c in code]
         if negative:
             assert batch.output_labels[b, 0] == 1.0 and not batch.output_labels[b, 1:n_ns].any()
+
+
+@pytest.mark.parametrize("shrink", [False, True])
+def test_skipgram_pairs_are_gensims_window_pairs_within_each_document(shrink: bool) -> None:
+    """dbow_words=1: the word at each position is predicted by every other word of its window (one reach in
+    1..window per position, as gensim's reduced_windows), never across a document boundary."""
+    window = 3
+    _, corpus, sampler = prepare(random_docs([1, 2, 7, 30]), window=window, shrink_windows=shrink)
+    pairs = sampler.skipgram_pairs(corpus)
+    S = 2 * window
+    got: dict[int, set[int]] = {}
+    for code in pairs.tolist():
+        got.setdefault(code // S, set()).add(int(sampler.rel[code % S]))
+    assert torch.equal(pairs, pairs.sort().values)  # position order
+    for p in range(len(corpus)):
+        d = int(corpus.docs[p])
+        lo, hi = int(corpus.offsets[d]) - p, int(corpus.offsets[d + 1]) - 1 - p  # furthest offsets inside
+        full = [{r for r in range(max(lo, -reach), min(hi, reach) + 1) if r} for reach in range(1, window + 1)]
+        if shrink:
+            assert got.get(p, set()) in full, p
+        else:
+            assert got.get(p, set()) == full[-1], p
+    assert 0 not in got  # the one-word document has no pair
+    if shrink:  # the reaches vary: some position of the long document is cut short
+        assert any(got[p] != {r for r in (-3, -2, -1, 1, 2, 3)} for p in range(13, 37))
+
+
+def test_dbow_batch_with_skipgram_pairs_appends_word_examples() -> None:
+    """The document examples first (a tag, no word), then one per pair: the context word's row as the input,
+    the centre word as the target, no document."""
+    _, corpus, sampler = prepare(random_docs([6, 9]), window=2)
+    pairs = sampler.skipgram_pairs(corpus)[:7]
+    positions = torch.tensor([0, 4, 10])
+    batch = sampler.dbow_batch(corpus, positions, None, pairs)
+    centre, context = pairs // 4, pairs // 4 + sampler.rel[pairs % 4]
+    assert batch.doc_slots[:3, 0].tolist() == corpus.tags[corpus.docs[positions], 0].tolist()
+    assert (batch.doc_slots[3:] == -1).all() and not batch.word_mask[:3].any() and batch.word_mask[3:].all()
+    assert torch.equal(batch.words[3:, 0], corpus.tokens[context])
+    assert torch.equal(batch.outputs[:, 0], torch.cat([corpus.tokens[positions], corpus.tokens[centre]]))
+    assert batch.outputs.shape == (10, 1 + sampler.negative)

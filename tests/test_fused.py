@@ -97,6 +97,26 @@ def test_step_with_labelled_outputs_equals_reference(dm: int, context: str) -> N
     assert_tables_close(ref, fused)
 
 
+def test_dbow_step_with_skipgram_examples_equals_reference() -> None:
+    """dbow_words=1: documents predicting words and, in the same batch, words predicting words (no document)."""
+    ref = random_module(0, "mean")
+    batch = random_batch(ref, 64, seed=6)
+    gen = torch.Generator().manual_seed(8)
+    n_docs = 40  # examples 40.. are skip-gram pairs: no document slot, one word slot
+    batch.doc_slots[n_docs:] = -1
+    batch.words = torch.randint(0, ref.word_vectors.shape[0], (64, 1), generator=gen)
+    batch.word_mask = torch.arange(64)[:, None] >= n_docs
+    batch.words[~batch.word_mask] = 0
+    batch.positions = torch.zeros_like(batch.words)
+    fused, start = copy.deepcopy(ref), copy.deepcopy(ref)
+    loss_ref = reference_step(ref, batch, 0.05, ref.doc_vectors.data, True)
+    loss = FusedStep(fused, fused.doc_vectors.data, True, cap=8)(batch, 0.05)
+    assert loss == pytest.approx(loss_ref, rel=1e-5)
+    assert_tables_close(ref, fused)
+    moved = (fused.word_vectors.data != start.word_vectors.data).any(dim=1)
+    assert torch.equal(moved, torch.bincount(batch.words[n_docs:, 0], minlength=moved.shape[0]) > 0)
+
+
 @pytest.mark.parametrize("dm,context", MODES)
 def test_inference_step_updates_only_the_given_documents(dm: int, context: str) -> None:
     ref = random_module(dm, context)
@@ -149,7 +169,8 @@ def test_refuses_tables_it_cannot_share() -> None:
 
 
 @pytest.mark.parametrize("dm,context,extra", [(*mode, {}) for mode in MODES] + [
-    (0, "mean", dict(hs=1, negative=0)), (1, "mean", dict(hs=1, negative=0)), (1, "wordpos", dict(hs=1, negative=3))])
+    (0, "mean", dict(hs=1, negative=0)), (1, "mean", dict(hs=1, negative=0)), (1, "wordpos", dict(hs=1, negative=3)),
+    (0, "mean", dict(dbow_words=1)), (0, "mean", dict(dbow_words=1, hs=1, negative=2))])
 def test_training_and_inference_match_the_torch_backend(make_topic_corpus, dm: int, context: str,
                                                         extra: dict) -> None:
     """Both backends consume the same random draws, so whole runs agree up to float32 rounding."""
@@ -181,7 +202,8 @@ def test_backend_is_validated_and_resolved() -> None:
 
 @pytest.mark.parametrize("dm, extra", [(1, {}), (0, {}), (1, dict(pool_sample=6, pool_group=1)), (1, dict(hs=1)),
                                        (0, dict(hs=1, negative=0)),
-                                       (1, dict(pool_sample=6, pool_group=4, context_dropout=0.3))])
+                                       (1, dict(pool_sample=6, pool_group=4, context_dropout=0.3)),
+                                       (0, dict(dbow_words=1)), (0, dict(dbow_words=1, hs=1, negative=0))])
 def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: dict) -> None:
     """Same generator state, same draws, same batches as the torch sampler; the generator ends in the same state."""
     from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
@@ -193,7 +215,7 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: 
     docs = make_topic_corpus(n_docs=30, length=40)
     docs = [type(d)(d.words, [d.tags[0], "shared"] if i % 3 == 0 else d.tags) for i, d in enumerate(docs)]
     extra = dict(extra)
-    settings = {k: extra.pop(k) for k in ("hs", "negative") if k in extra}
+    settings = {k: extra.pop(k) for k in ("hs", "negative", "dbow_words") if k in extra}
     cfg = Doc2VecConfig(min_count=1, window=4, **({"negative": 7} | settings), sample=1e-3, dm=dm,
                         context="mean").validate()
     vocab = build_vocabulary(docs, cfg)
@@ -212,7 +234,11 @@ def test_fused_sampler_cuts_the_same_batches(make_topic_corpus, dm: int, extra: 
         if dm:
             batches.append(sampler.pvdm_batch(kept, positions[pick]))
         else:
-            batches.append(sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick]))
+            pairs = None
+            if settings.get("dbow_words"):  # the epoch's skip-gram pairs (a reach drawn per position), some of them
+                pairs = sampler.skipgram_pairs(kept)
+                pairs = pairs[torch.randperm(len(pairs), generator=sampler.generator)[:300]]
+            batches.append(sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick], pairs))
     for field in ("tokens", "docs", "offsets", "tags"):
         assert torch.equal(getattr(kept_corpora[0], field), getattr(kept_corpora[1], field)), field
     assert len(kept_corpora[0]) < len(corpus)  # something was dropped

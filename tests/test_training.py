@@ -93,6 +93,36 @@ def test_dbow_pairs_every_tag_with_every_token_once_per_epoch(long_docs, monkeyp
     assert len(torch.unique(pairs, dim=0)) == len(pairs)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dbow_words_adds_every_skipgram_pair_once_per_epoch_and_none_in_inference(long_docs, monkeypatch,
+                                                                                    backend: str) -> None:
+    """dbow_words=1 with full windows (shrink_windows=False): every (centre, context) pair of a document is an
+    example once per epoch, beside the (tag, word) ones; inference, which freezes the words, makes none."""
+    trainer, encoded = make_trainer(long_docs, dm=0, dbow_words=1, window=2, shrink_windows=False,
+                                    batch_size=8192, backend=backend)
+    seen = []
+    sampler_class = type(trainer.sampler)
+    original = sampler_class.dbow_batch
+
+    def record(self, corpus, positions, slots=None, pairs=None):
+        seen.append(pairs)
+        return original(self, corpus, positions, slots, pairs)
+
+    monkeypatch.setattr(sampler_class, "dbow_batch", record)
+    words = trainer.module.word_vectors.clone()
+    stats = trainer.run(encoded, 1, 0.025, 0.0001, progress=False)
+    pairs = torch.cat(seen)
+    # 25,000 words with 4 neighbours each but 2 x (1 + 2) missing at the ends, then 3 words with 2 each
+    assert len(pairs) == len(torch.unique(pairs)) == 25_000 * 4 - 6 + 3 * 2
+    assert stats[0].examples == len(pairs) + 2 * 25_000 + 3 + 1
+    assert not torch.equal(words, trainer.module.word_vectors)
+    seen.clear()
+    words = trainer.module.word_vectors.clone()
+    trainer.run(encoded, 1, 0.025, 0.0001, doc_vectors=torch.zeros(4, 8), progress=False)
+    assert seen and all(p is None for p in seen)
+    assert torch.equal(words, trainer.module.word_vectors)
+
+
 def record_steps(monkeypatch, record) -> None:
     """Call ``record(batch, alpha)`` before every SGD step, whichever backend runs it."""
     original = Trainer._step
