@@ -39,6 +39,9 @@ def test_defaults_are_gensims() -> None:
         ("dm_tag_count", 0, r"'dm_tag_count' parameter must be an int >= 1\. Got 0 instead"),
         ("shrink_windows", 1, r"'shrink_windows' parameter must be True or False\. Got 1 instead"),
         ("batch_words", 0, r"'batch_words' parameter must be an int >= 1\. Got 0 instead"),
+        ("dbow_words", 2, r"'dbow_words' parameter must be 0 or 1 \(1: also train word vectors.*Got 2 instead"),
+        ("sorted_vocab", "yes", r"'sorted_vocab' parameter must be 0 or 1.*Got 'yes' instead"),
+        ("comment", 3, r"'comment' parameter must be a string or None\. Got 3 instead"),
         ("min_count", 0, r"'min_count'.*Got 0 instead"),
         ("sample", -0.1, r"'sample'.*>= 0.*Got -0\.1 instead"),
         ("epochs", 0, r"'epochs'.*Got 0 instead"),
@@ -57,6 +60,13 @@ def test_defaults_are_gensims() -> None:
 def test_invalid_value_is_named_and_echoed(name: str, value, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         Doc2VecConfig(**{name: value}).validate()
+
+
+def test_gensims_switches_take_bools_and_are_stored_as_ints() -> None:
+    cfg = Doc2VecConfig(dm=0, dbow_words=True, sorted_vocab=False, comment="run 3").validate()
+    assert (cfg.dbow_words, cfg.sorted_vocab, cfg.comment) == (1, 0, "run 3")
+    assert type(cfg.dbow_words) is int and type(cfg.sorted_vocab) is int
+    assert Doc2VecConfig(dm=1, dbow_words=1).validate().dbow_words == 1  # accepted and ignored, as gensim
 
 
 def test_min_alpha_above_alpha_is_refused() -> None:

@@ -17,6 +17,7 @@ VOCAB_SETTINGS = [
     dict(min_count=2, sample=0.0),
     dict(min_count=2, sample=1e-5, ns_exponent=0.5),
     dict(min_count=3, ns_exponent=-0.5, negative=10),
+    dict(min_count=2, sorted_vocab=0),  # words in first-seen order
 ]
 
 
@@ -51,6 +52,10 @@ def test_vocabulary_settings_take_effect(lee_docs) -> None:
     assert sampled.sample_int[0] < 2**31  # "the" is downsampled
     flat = build_vocabulary(lee_docs, Doc2VecConfig(min_count=2, ns_exponent=0.0))
     np.testing.assert_allclose(np.diff(flat.cum_table.astype(np.int64)), flat.cum_table[0], rtol=1e-3)
+    assert np.all(np.diff(sampled.counts) <= 0)  # sorted_vocab=1 (default): by descending frequency
+    unsorted = build_vocabulary(lee_docs, Doc2VecConfig(min_count=2, sorted_vocab=0))
+    first_seen = list(dict.fromkeys(w for d in lee_docs for w in d.words if w in sampled.wv.key_to_index))
+    assert unsorted.wv.index_to_key == first_seen != sampled.wv.index_to_key
 
 
 def test_vocabulary_with_string_and_several_tags_equals_gensims(topic_docs) -> None:
