@@ -32,7 +32,16 @@ MODELS = {
     # the attentive design with its own defaults (alpha 0.1, row-wise Adagrad); window 5, as measured in
     # docs/attention-designs.md
     "ours-dm-attention": {"library": "ours", "dm": 1, "context": "attention", "window": 5},
+    # gensim's other switches side by side (not in the default run): PV-DBOW with interleaved skip-gram word
+    # training, PV-DBOW with hierarchical softmax alone, and PV-DM concatenation (gensim's tutorial: window 5)
+    "gensim-dbow-words": {"library": "gensim", "dm": 0, "dbow_words": 1},
+    "ours-dbow-words": {"library": "ours", "dm": 0, "dbow_words": 1},
+    "gensim-dbow-hs": {"library": "gensim", "dm": 0, "hs": 1, "negative": 0},
+    "ours-dbow-hs": {"library": "ours", "dm": 0, "hs": 1, "negative": 0},
+    "gensim-dm-concat": {"library": "gensim", "dm": 1, "dm_concat": 1},
+    "ours-dm-concat": {"library": "ours", "dm": 1, "dm_concat": 1},
 }
+DEFAULT_MODELS = ("gensim-dbow", "gensim-dm-mean", "ours-dbow", "ours-dm-mean", "ours-dm-attention")  # the headline
 CONCATENATIONS = {"ours-dm-attention+dbow": ("ours-dm-attention", "ours-dbow"),
                   "gensim-dm-mean+dbow": ("gensim-dm-mean", "gensim-dbow")}
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attn_doc2vec.benchmark import CONCATENATIONS, MODELS, SHARED, RunSpec, markdown_table, summarize
+from attn_doc2vec.benchmark import (
+    CONCATENATIONS,
+    DEFAULT_MODELS,
+    MODELS,
+    SHARED,
+    RunSpec,
+    markdown_table,
+    summarize,
+)
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset, strip_headers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +51,21 @@ def test_run_spec_keeps_gensim_settings_and_applies_ours_only_to_ours() -> None:
     assert ours["context"] == "attention"
 
 
+@pytest.mark.parametrize("switch", ["dbow-words", "dbow-hs", "dm-concat"])
+def test_gensims_other_switches_run_with_the_same_settings_in_both_libraries(switch: str) -> None:
+    from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
+
+    from attn_doc2vec import Doc2Vec
+
+    ours = RunSpec(f"ours-{switch}", "20news", ".", 0, device="cpu").params()
+    theirs = RunSpec(f"gensim-{switch}", "20news", ".", 0).params()
+    assert {k: v for k, v in ours.items() if k != "device"} == theirs
+    assert f"ours-{switch}" not in DEFAULT_MODELS
+    mine, gensims = Doc2Vec(**ours), GensimDoc2Vec(**theirs)  # both take them as they are
+    for name in ("dm", "dbow_words", "hs", "negative", "dm_concat", "window", "alpha"):
+        assert getattr(mine, name) == getattr(gensims, name), name
+
+
 def test_news_headers_are_stripped() -> None:
     assert strip_headers("From: a@b\nSubject: hi\n\nbody line\n\nmore") == "body line\n\nmore"
     assert strip_headers("no header block") == "no header block"
@@ -68,7 +91,7 @@ def test_quick_comparison_has_every_row(tmp_path) -> None:
     compare_gensim.main(["--dataset", "20news", "--quick", "--subset", "600", "--device", "cpu", "--out", str(out)])
     result = json.loads(out.with_suffix(".json").read_text())
     models = {row["model"] for row in result["summary"]}
-    assert models == set(MODELS) | set(CONCATENATIONS)
+    assert models == set(DEFAULT_MODELS) | set(CONCATENATIONS)
     assert all(0.0 < row["accuracy_mean"] <= 1.0 for row in result["summary"])
     table = out.with_suffix(".md").read_text()
     assert all(f"| {m} |" in table for m in models)

@@ -16,7 +16,16 @@ import sys
 import time
 from pathlib import Path
 
-from attn_doc2vec.benchmark import CONCATENATIONS, MODELS, RunSpec, concatenate, markdown_table, run_isolated, summarize
+from attn_doc2vec.benchmark import (
+    CONCATENATIONS,
+    DEFAULT_MODELS,
+    MODELS,
+    RunSpec,
+    concatenate,
+    markdown_table,
+    run_isolated,
+    summarize,
+)
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR
 
 
@@ -28,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="override the shared 20 epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--models", nargs="+", default=list(MODELS) + list(CONCATENATIONS),
-                        choices=list(MODELS) + list(CONCATENATIONS))
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS) + list(CONCATENATIONS),
+                        choices=list(MODELS) + list(CONCATENATIONS),
+                        help="also gensim's other switches side by side: gensim-dbow-words ours-dbow-words "
+                             "(dbow_words=1), gensim-dbow-hs ours-dbow-hs (hs=1, negative=0), gensim-dm-concat "
+                             "ours-dm-concat (dm_concat=1: slow)")
     parser.add_argument("--protocols", nargs="+", default=["transductive"], choices=["transductive", "inductive"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra parameters for our models, e.g. batch_size=4096 attention_alpha=2")
