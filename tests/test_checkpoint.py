@@ -478,17 +478,19 @@ def test_resume_from_an_epoch_checkpoint_is_exact(topic_docs, tmp_path, context)
         resumed.resume_training(docs)
 
 
-def test_ctrl_c_stops_between_batches_and_resumes_exactly(topic_docs, tmp_path) -> None:
+@pytest.mark.parametrize("extra", [{}, dict(dm=0, dbow_words=1)], ids=["default", "dbow_words"])
+def test_ctrl_c_stops_between_batches_and_resumes_exactly(topic_docs, tmp_path, extra) -> None:
     """A real SIGINT in the middle of epoch 2: training stops after the current batch, the saved
-    checkpoint records the position, and resuming it gives the uninterrupted model."""
+    checkpoint records the position, and resuming it gives the uninterrupted model (dbow_words: the
+    interrupted epoch's skip-gram pairs drawn again)."""
     import signal
 
     from attn_doc2vec.training import TrainingInterrupted
 
     docs = topic_docs[:30]
-    full = _resume_model(topic_docs)
+    full = _resume_model(topic_docs, **extra)
     full.train(docs, epochs=4)
-    model = _resume_model(topic_docs)
+    model = _resume_model(topic_docs, **extra)
 
     class CtrlC:
         def on_epoch_begin(self, m) -> None:
