@@ -54,7 +54,7 @@ def test_cuda_step_equals_the_cpu_step(topic_docs, context, extra):
     assert moved > 0
 
 
-@pytest.mark.parametrize("params", [dict(), dict(context="mean"), dict(dm=0)])
+@pytest.mark.parametrize("params", [dict(), dict(context="mean"), dict(dm=0), dict(dm=0, dbow_words=1)])
 def test_same_seed_same_result_on_cuda(topic_docs, params):
     a = trained(topic_docs, device="cuda", **params)
     b = trained(topic_docs, device="cuda", **params)
