@@ -233,23 +233,36 @@ class Sampler:
         return Batch(doc_slots=tags, words=words, positions=torch.zeros_like(words), word_mask=word_mask,
                      outputs=outputs, output_mask=output_mask, output_labels=labels)
 
-    def skipgram_pairs(self, corpus: DeviceCorpus) -> Tensor:
+    def skipgram_pairs(self, corpus: DeviceCorpus, chunk: int = 1 << 22) -> Tensor:
         """An epoch's skip-gram pairs of gensim's ``dbow_words=1``: the word at each position is predicted by
         every other word of its window, shrunk by one draw of :meth:`reach` per position, within its document.
+
+        Parameters
+        ----------
+        corpus : DeviceCorpus
+            The epoch's (downsampled) corpus.
+        chunk : int
+            Positions whose pairs are listed at once (bounds the temporaries; the result does not depend on it).
 
         Returns
         -------
         Tensor
-            ``(P,)`` int64 codes ``position * S + slot`` in position order: the input word is at
-            ``position + rel[slot]`` (``S = 2 window``, :attr:`rel` the relative offsets).
+            ``(P,)`` codes ``position * S + slot`` in position order: the input word is at
+            ``position + rel[slot]`` (``S = 2 window``, :attr:`rel` the relative offsets). int32 when the codes
+            fit (about ``window + 1`` pairs a word: this is the epoch's largest array), else int64.
         """
-        n, device = len(corpus), corpus.tokens.device
-        pos = torch.arange(n, device=device)
-        reach = self.reach(n, device)  # (N, 1)
-        before = torch.minimum(pos - corpus.offsets[corpus.docs], reach[:, 0])[:, None]  # (N, 1) words usable left
-        after = torch.minimum(corpus.offsets[corpus.docs + 1] - 1 - pos, reach[:, 0])[:, None]  # and right
-        valid = (self.rel[None, :] >= -before) & (self.rel[None, :] <= after)  # (N, S)
-        return valid.reshape(-1).nonzero().squeeze(1)
+        n, device, width = len(corpus), corpus.tokens.device, self.rel.shape[0]
+        reach = self.reach(n, device)[:, 0]  # (N,) one draw per position, all at once: the same for any chunk
+        dtype = torch.int32 if n * width < 2**31 else torch.int64
+        parts = []
+        for first in range(0, n, chunk):
+            pos = torch.arange(first, min(first + chunk, n), device=device)
+            docs = corpus.docs[pos]
+            before = torch.minimum(pos - corpus.offsets[docs], reach[pos])[:, None]  # (C, 1) words usable left
+            after = torch.minimum(corpus.offsets[docs + 1] - 1 - pos, reach[pos])[:, None]  # and right
+            valid = (self.rel[None, :] >= -before) & (self.rel[None, :] <= after)  # (C, S)
+            parts.append((valid.reshape(-1).nonzero().squeeze(1) + first * width).to(dtype))
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype, device=device)
 
 
 def dbow_examples(corpus: DeviceCorpus) -> tuple[Tensor, Tensor | None]:

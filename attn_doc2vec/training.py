@@ -374,8 +374,12 @@ class Trainer:
         n = n_doc + (0 if pairs is None else pairs.shape[0])  # PV-DBOW: the skip-gram pairs are examples n_doc..
         # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it
         # (pool_group > 1: runs of a document's positions, in random order).
-        order = self.sampler.epoch_order(kept) if self.module.dm else torch.randperm(n, generator=generator,
-                                                                                     device=self.device)
+        if self.module.dm:
+            order = self.sampler.epoch_order(kept)
+        else:  # dbow_words: the pairs outnumber the words ~window + 1 times, so their order is int32 where it fits
+            small = pairs is not None and n < 2**31
+            order = torch.randperm(n, generator=generator, device=self.device,
+                                   dtype=torch.int32 if small else torch.int64)
         if resumed:
             generator.set_state(now)
         batch_size = self.config.batch_size

@@ -237,6 +237,9 @@ def test_skipgram_pairs_are_gensims_window_pairs_within_each_document(shrink: bo
     assert 0 not in got  # the one-word document has no pair
     if shrink:  # the reaches vary: some position of the long document is cut short
         assert any(got[p] != {r for r in (-3, -2, -1, 1, 2, 3)} for p in range(13, 37))
+    again = prepare(random_docs([1, 2, 7, 30]), window=window, shrink_windows=shrink)[2]
+    assert torch.equal(again.skipgram_pairs(corpus, chunk=7), pairs)  # listed in chunks: the same pairs
+    assert pairs.dtype == torch.int32
 
 
 def test_dbow_batch_with_skipgram_pairs_appends_word_examples() -> None:
