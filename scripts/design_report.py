@@ -110,6 +110,34 @@ def explore_summary(patterns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def refine_table() -> str:
+    """``scripts/probe_refine.py`` runs: each (data set, protocol, mu) with its mean ± std over seeds and files."""
+    groups: dict[tuple, list[tuple]] = {}
+    for path in sorted(RESULTS.glob("probe-refine-*.json")):
+        data = json.loads(path.read_text())
+        args = data["args"]
+        for protocol, by_mu in data["accuracy"].items():
+            for mu, acc in by_mu.items():
+                key = (args.get("dataset", "20news"), args["subset"], args["epochs"], protocol, float(mu))
+                if any(seed == args["seed"] for seed, *_ in groups.get(key, [])):
+                    continue  # a seed rerun in a later file (sorted first: its name has a protocol): count it once
+                groups.setdefault(key, []).append((args["seed"], acc, path,
+                                                   data["provenance"].get("commit", "unknown")[:7]))
+    lines = ["| data set | documents | epochs | protocol | μ | seeds | % (mean ± std) | per seed | commits |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |"]
+    for (dataset, subset, epochs, protocol, mu), runs in sorted(groups.items(), key=lambda kv: (
+            kv[0][:4], -kv[0][4])):
+        runs.sort(key=lambda r: r[0])
+        error = dataset == "imdb"
+        v = np.array([100 * (1 - acc if error else acc) for _, acc, _, _ in runs])
+        per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})"
+                              for x, (seed, _, p, _) in zip(v, runs, strict=True))
+        lines.append(f"| {dataset} | {subset} | {epochs} | {protocol} | {mu:g} | {len(v)} | "
+                     f"{'error ' if error else 'accuracy '}{v.mean():.2f} ± {v.std():.2f} | {per_seed} | "
+                     f"{', '.join(sorted({c for *_, c in runs}))} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -130,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "20news-3000-attention-mincount5-s0.json",
                                          "20news-3000-attention-docshare02-s0.json"]),
               "round6-mean": table(["20news-3000-mean-docshare*.json", "20news-full-mean-docshare*.json"]),
-              "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error")}
+              "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error"),
+              "round7-refine": refine_table()}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
