@@ -64,10 +64,17 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
     """
     device = module.word_vectors.device
     encoded = encode_words(word_lists, vocab)
-    docs = torch.from_numpy(initial_vectors(word_lists, config.vector_size)).to(device)
+    free_share = module.layer.document_shares()[0] if module.pools_documents else 1.0
+    if free_share > 0 or len(encoded.tokens) == 0:
+        docs = torch.from_numpy(initial_vectors(word_lists, config.vector_size)).to(device)
+    else:  # only documents with no known word keep a starting vector: hash those alone (most of the time here)
+        empty = np.flatnonzero(encoded.lengths() == 0)
+        docs = torch.zeros((len(word_lists), config.vector_size), dtype=torch.float32, device=device)
+        if len(empty):
+            start = initial_vectors([word_lists[i] for i in empty], config.vector_size)
+            docs[torch.as_tensor(empty, device=device)] = torch.from_numpy(start).to(device)
     if len(encoded.tokens) == 0:
         return docs
-    free_share = module.layer.document_shares()[0] if module.pools_documents else 1.0
     if free_share > 0:  # with no free document vector (attention's default) inference is the forward pass alone
         sampler = Sampler.from_vocab(vocab, config, make_generator(config.seed, device))
         Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,

@@ -130,6 +130,7 @@ def test_documents_without_known_words_get_their_starting_vector(topic_model, to
     mixed = topic_model.infer_vectors([topic_docs[0].words, unknown, []])
     assert np.isfinite(mixed).all()
     np.testing.assert_array_equal(mixed[1], alone)
+    np.testing.assert_array_equal(mixed[2], initial_vectors([[]], topic_model.vector_size)[0])
     assert not np.array_equal(mixed[0], initial_vectors([topic_docs[0].words], topic_model.vector_size)[0])
 
 
