@@ -80,6 +80,17 @@ def test_ctrl_c_saves_and_resume_finishes_the_same_model(tmp_path):
     np.testing.assert_array_equal(a.wv.vectors, b.wv.vectors)
 
 
+@pytest.mark.parametrize("flag, value", [("--hs", "1"), ("--dm-tag-count", "2"), ("--window", "3")])
+def test_resume_refuses_to_change_the_tables_shape(small_model, tmp_path, capsys, flag, value):
+    """hs adds Huffman rows to the output table, dm_tag_count and window size dm_concat's input: a checkpoint
+    fixes them, and --resume says so instead of failing deep inside training."""
+    small_model.save(tmp_path / "ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(["--resume", str(tmp_path / "ckpt"), flag, value])
+    assert exit_info.value.code == 2
+    assert f"--resume cannot change {flag[2:].replace('-', '_')}" in capsys.readouterr().err
+
+
 def test_visualize_writes_pngs(small_model, topic_docs, tmp_path, capsys, monkeypatch):
     script = visualize_cli
     small_model.save(tmp_path / "ckpt")

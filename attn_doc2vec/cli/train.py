@@ -29,7 +29,7 @@ from attn_doc2vec.explain import save_attention_map
 
 # Flags that define the model's shape or vocabulary: fixed once a checkpoint exists.
 STRUCTURAL = {"vector_size", "dm", "context", "window", "min_count", "max_vocab_size", "max_final_vocab",
-              "sample", "negative", "ns_exponent", "sorted_vocab"}
+              "sample", "negative", "ns_exponent", "sorted_vocab", "hs", "dm_tag_count"}
 
 
 def field_help() -> dict[str, str]:
