@@ -135,7 +135,7 @@ def run(spec: RunSpec) -> RunResult:
         model = Doc2Vec(seed=spec.seed, **params)
         model.build_vocab(corpus)
         t0 = time.perf_counter()
-        model.train(corpus, epochs=model.epochs, progress=False)
+        model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
         train_seconds = time.perf_counter() - t0
     words = model.corpus_total_words * params["epochs"]
     infer_seconds = None

@@ -239,10 +239,12 @@ class Doc2Vec(AttentionMixin):
             The corpus (one of these or ``corpus_file``). Read once and encoded.
         corpus_file : str, optional
             One document per line, tokens separated by spaces.
-        total_examples, total_words : int, optional
-            Accepted for gensim compatibility; the corpus is counted exactly while encoding.
-        epochs : int, optional
-            Passes over the corpus (default: the model's ``epochs``).
+        total_examples, total_words : int
+            The corpus's documents or words: one of them is required, as in gensim (usually
+            ``total_examples=model.corpus_count``). The corpus is counted exactly while encoding; a
+            ``total_examples`` that differs is logged and the exact count used.
+        epochs : int
+            Passes over the corpus, required as in gensim (usually ``epochs=model.epochs``).
         start_alpha, end_alpha : float, optional
             Learning-rate schedule for this call (default: ``alpha`` to ``min_alpha``).
         compute_loss : bool
@@ -261,7 +263,13 @@ class Doc2Vec(AttentionMixin):
             Loss, time and words/s of each epoch.
         """
         self._require_module("train")
-        epochs = _check_epochs(self.config.epochs if epochs is None else epochs, "The 'epochs' parameter")
+        if epochs is None:  # gensim's checks and messages (Word2Vec._check_training_sanity)
+            raise ValueError("You must specify an explicit epochs count. The usual value is epochs=model.epochs.")
+        if total_examples is None and total_words is None:
+            raise ValueError("You must specify either total_examples or total_words, for proper learning-rate and "
+                             "progress calculations. If you've just built the vocabulary using the same corpus, "
+                             "using the count cached in the model is sufficient: total_examples=model.corpus_count.")
+        epochs = _check_epochs(epochs, "The 'epochs' parameter")
         start = self.config.alpha if start_alpha is None else start_alpha
         end = self.config.min_alpha if end_alpha is None else end_alpha
         _check_alphas(start, end, "start_alpha", "end_alpha")

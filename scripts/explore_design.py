@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     model = Doc2Vec(seed=args.seed, **params)
     model.build_vocab(docs)
     t0 = time.perf_counter()
-    model.train(docs, epochs=model.epochs, progress=False)
+    model.train(docs, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
     seconds = time.perf_counter() - t0
     train = [d for d in docs if d.split == "train" and d.label is not None]
     test = [d for d in docs if d.split == "test" and d.label is not None]

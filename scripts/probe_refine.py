@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           for i, d in enumerate(train + unsup)]
         model = Doc2Vec(seed=args.seed, **settings)
         model.build_vocab(corpus)
-        model.train(corpus, epochs=model.epochs, progress=False)
+        model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
         if protocol == "transductive":
             u_train = np.stack([model.dv[d.tags[0]] for d in train])
             u_test = np.stack([model.dv[d.tags[0]] for d in test])

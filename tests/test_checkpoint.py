@@ -87,8 +87,8 @@ def test_training_continues_exactly_after_loading(saved, topic_docs) -> None:
     model, path = saved
     loaded = Doc2Vec.load(path)
     before = loaded.dv.vectors.copy()
-    model.train(topic_docs[:20], epochs=2)
-    loaded.train(topic_docs[:20], epochs=2)
+    model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=2)
+    loaded.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=2)
     assert not np.allclose(loaded.dv.vectors, before)
     assert_same_model(model, loaded)  # the random stream resumed where it stopped
     assert loaded.epochs_trained == 4 and len(loaded.loss_history) == 4
@@ -117,7 +117,7 @@ def test_checkpoint_loads_in_a_fresh_process(saved, tmp_path) -> None:
 
 def test_saving_again_replaces_the_checkpoint_cleanly(saved, topic_docs) -> None:
     model, path = saved
-    model.train(topic_docs[:20], epochs=1)
+    model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
     model.save(path)
     assert Doc2Vec.load(path).epochs_trained == 3
     assert sorted(os.listdir(path.parent)) == ["model"]  # no staging or old copies left behind
@@ -242,7 +242,7 @@ def test_files_a_user_puts_in_a_checkpoint_survive_saves(saved, topic_docs) -> N
     (path / "NOTES.md").write_text("trained on the fruit corpus")
     (path / "plots").mkdir()
     (path / "plots" / "map.png").write_bytes(b"png")
-    model.train(topic_docs[:20], epochs=1)
+    model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
     model.save(path)
     model.save(path)
     assert (path / "NOTES.md").read_text() == "trained on the fruit corpus"
@@ -291,7 +291,7 @@ def test_save_before_build_vocab_names_the_fix(tmp_path) -> None:
 def test_save_interrupted_while_writing_keeps_the_previous_checkpoint(saved, topic_docs, monkeypatch) -> None:
     model, path = saved
     previous = Doc2Vec.load(path)
-    model.train(topic_docs[:20], epochs=1)
+    model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
 
     def half_written(tensors, filename, *args, **kwargs):
         with open(filename, "wb") as f:
@@ -308,7 +308,7 @@ def test_save_interrupted_while_writing_keeps_the_previous_checkpoint(saved, top
 def test_save_interrupted_at_the_commit_keeps_the_previous_checkpoint(saved, topic_docs, monkeypatch) -> None:
     model, path = saved
     previous, listing = Doc2Vec.load(path), sorted(os.listdir(path))
-    model.train(topic_docs[:20], epochs=1)
+    model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
 
     def fail(src, dst):  # the new files are written, config.json not yet replaced
         raise OSError("interrupted")
@@ -460,7 +460,7 @@ def test_resume_from_an_epoch_checkpoint_is_exact(topic_docs, tmp_path, context)
     """train(4) == train(4) saved after epoch 2, loaded in a new model and resumed: bit for bit."""
     docs = topic_docs[:30]
     full = _resume_model(topic_docs, context=context)
-    full.train(docs, epochs=4)
+    full.train(docs, total_examples=len(docs), epochs=4)
     saving = _resume_model(topic_docs, context=context)
     path = tmp_path / "every-epoch"
 
@@ -468,7 +468,7 @@ def test_resume_from_an_epoch_checkpoint_is_exact(topic_docs, tmp_path, context)
         if model.epochs_trained == 2:
             model.save(path)
 
-    saving.train(docs, epochs=4, callbacks=[save_after_second])
+    saving.train(docs, total_examples=len(docs), epochs=4, callbacks=[save_after_second])
     resumed = Doc2Vec.load(path)
     assert (resumed.schedule.epoch, resumed.schedule.batch, resumed.schedule.epochs) == (2, 0, 4)
     resumed.resume_training(docs)
@@ -489,7 +489,7 @@ def test_ctrl_c_stops_between_batches_and_resumes_exactly(topic_docs, tmp_path, 
 
     docs = topic_docs[:30]
     full = _resume_model(topic_docs, **extra)
-    full.train(docs, epochs=4)
+    full.train(docs, total_examples=len(docs), epochs=4)
     model = _resume_model(topic_docs, **extra)
 
     class CtrlC:
@@ -503,7 +503,7 @@ def test_ctrl_c_stops_between_batches_and_resumes_exactly(topic_docs, tmp_path, 
     try:
         handler = signal.getsignal(signal.SIGINT)
         with pytest.raises(TrainingInterrupted, match=r"interrupted at epoch 2/4, batch 1"):
-            model.train(docs, epochs=4, callbacks=[CtrlC()])
+            model.train(docs, total_examples=len(docs), epochs=4, callbacks=[CtrlC()])
         assert signal.getsignal(signal.SIGINT) is handler  # restored
     finally:
         signal.signal(signal.SIGINT, inherited)
@@ -540,7 +540,7 @@ def test_inference_blames_bad_arguments(small_model, kwargs, words) -> None:
 def test_an_interrupt_right_after_the_commit_keeps_the_new_checkpoint(saved, topic_docs, monkeypatch) -> None:
     """Ctrl-C landing between the commit (config.json replaced) and the end of save: the new files stay."""
     model, path = saved
-    model.train(topic_docs[:20], epochs=1)
+    model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
 
     def interrupted(directory) -> None:
         raise KeyboardInterrupt

@@ -23,7 +23,7 @@ SMALL = dict(vector_size=8, window=2, min_count=1, epochs=3, seed=3, device="cpu
 def trained(topic_docs, context: str, **extra) -> Doc2Vec:
     model = Doc2Vec(context=context, **(SMALL | dict(backend="torch") | extra))
     model.build_vocab(topic_docs[:12])
-    model.train(topic_docs[:12], epochs=3, progress=False)
+    model.train(topic_docs[:12], total_examples=len(topic_docs[:12]), epochs=3, progress=False)
     return model
 
 
@@ -176,7 +176,7 @@ def test_checkpoint_round_trip_of_a_layer_design(topic_docs, tmp_path):
     for name, value in model.module.state_dict().items():
         assert torch.equal(value, again.module.state_dict()[name]), name
     np.testing.assert_array_equal(again.dv.vectors, model.dv.vectors)
-    again.train(topic_docs[:12], epochs=1, progress=False)  # and training continues
+    again.train(topic_docs[:12], total_examples=12, epochs=1, progress=False)  # and training continues
 
 
 def test_bad_shares_are_refused():

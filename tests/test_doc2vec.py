@@ -39,7 +39,7 @@ def test_setting_a_gensim_attribute_changes_the_config(topic_docs) -> None:
     model.build_vocab(topic_docs[:10])
     model.epochs = 3
     assert model.config.epochs == 3 and model.epochs == 3 and "epochs" not in model.__dict__
-    model.train(topic_docs[:10], total_examples=model.corpus_count)  # epochs: the model's, now 3
+    model.train(topic_docs[:10], total_examples=model.corpus_count, epochs=model.epochs)  # the model's, now 3
     assert model.epochs_trained == 3 and model.config.window == 3
     with pytest.raises(ValueError, match=r"'epochs' parameter must be an int >= 1"):
         model.epochs = 0
@@ -105,7 +105,7 @@ def test_a_one_shot_generator_is_refused(topic_docs) -> None:
     # build_vocab and train each read the corpus once: a fresh generator for each is fine
     model = Doc2Vec(**FAST)
     model.build_vocab(d for d in topic_docs[:10])
-    model.train(d for d in topic_docs[:10])
+    model.train((d for d in topic_docs[:10]), total_examples=10, epochs=model.epochs)
     assert model.epochs_trained == 2
 
 
@@ -132,7 +132,7 @@ def test_empty_corpus_and_empty_vocabulary() -> None:
     model = Doc2Vec(**(FAST | dict(min_count=3)))
     model.build_vocab(docs)  # as gensim: built (with a warning), refused at train()
     with pytest.raises(RuntimeError, match=message):
-        model.train(docs)
+        model.train(docs, total_examples=2, epochs=model.epochs)
 
 
 def test_other_corpus_mistakes(topic_docs) -> None:
@@ -140,11 +140,12 @@ def test_other_corpus_mistakes(topic_docs) -> None:
     with pytest.raises(ValueError, match=r"build_vocab\(update=True\) is not supported"):
         model.build_vocab(topic_docs, update=True)
     with pytest.raises(ValueError, match="Every document needs at least one tag"):
-        model.train([TaggedDocument(topic_docs[0].words, [0]), TaggedDocument(["fruit1"], [])])
+        model.train([TaggedDocument(topic_docs[0].words, [0]), TaggedDocument(["fruit1"], [])], total_examples=2,
+                    epochs=1)
     with pytest.raises(KeyError, match="has tag 'new'.*not in the model's vocabulary"):
-        model.train([TaggedDocument(topic_docs[0].words, ["new"])])
+        model.train([TaggedDocument(topic_docs[0].words, ["new"])], total_examples=1, epochs=1)
     with pytest.raises(ValueError, match=r"'epochs' parameter must be an int >= 1\. Got 0 instead"):
-        model.train(topic_docs[:10], epochs=0)
+        model.train(topic_docs[:10], total_examples=len(topic_docs[:10]), epochs=0)
     with pytest.raises(ValueError, match="Pass the corpus once"):
         Doc2Vec(topic_docs, corpus_iterable=topic_docs, **FAST)
 
@@ -168,7 +169,7 @@ def test_documents_without_known_words_are_skipped_with_a_count(topic_docs, capl
     model.build_vocab(docs)
     start = model.dv.vectors.copy()
     with caplog.at_level(logging.WARNING, logger="attn_doc2vec"):
-        model.train(docs)
+        model.train(docs, total_examples=len(docs), epochs=model.epochs)
     assert "3 of 13 documents have no word in the vocabulary and are skipped in training" in caplog.text
     np.testing.assert_array_equal(model.dv.vectors[10:], start[10:])
     assert not np.allclose(model.dv.vectors[:10], start[:10])
@@ -188,7 +189,7 @@ def test_str_int_and_several_tags(topic_docs) -> None:
         fresh = Doc2Vec(**(FAST | dict(dm=dm)))
         fresh.build_vocab(docs)
         start = fresh.dv.vectors.copy()
-        fresh.train(docs)
+        fresh.train(docs, total_examples=len(docs), epochs=fresh.epochs)
         assert np.all(np.any(fresh.dv.vectors != start, axis=1))
     assert model.dv["fruit"].shape == (8,) and model.dv["doc3"].shape == (8,)
 
@@ -246,7 +247,7 @@ def test_keyed_vectors_follow_the_tensors(small_model, topic_docs) -> None:
         assert isinstance(kv, KeyedVectors)
         np.testing.assert_array_equal(kv.vectors, table.numpy())
     before = small_model.dv.most_similar(0, topn=3)
-    small_model.train(topic_docs[:20], epochs=3)
+    small_model.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=3)
     np.testing.assert_array_equal(small_model.dv.vectors, small_model.module.document_vectors().numpy())
     np.testing.assert_array_equal(small_model.wv.vectors, small_model.module.word_vectors.numpy())
     assert small_model.dv.most_similar(0, topn=3) != before  # stale norms would keep the old answer
@@ -297,7 +298,7 @@ def test_callbacks_are_called_the_right_number_of_times(topic_docs) -> None:
                                           "epoch_begin", ("epoch_end", 3)][:6] + ["end"]
     assert seen == [1, 2, 3]
     extra = Counter()
-    model.train(topic_docs[:10], epochs=2, callbacks=[extra])
+    model.train(topic_docs[:10], total_examples=len(topic_docs[:10]), epochs=2, callbacks=[extra])
     assert seen == [1, 2, 3, 4, 5]  # the model's own callbacks run again
     assert extra.events == ["begin", "epoch_begin", ("epoch_end", 4), "epoch_begin", ("epoch_end", 5), "end"]
 
@@ -305,12 +306,12 @@ def test_callbacks_are_called_the_right_number_of_times(topic_docs) -> None:
 def test_compute_loss_and_latest_training_loss(topic_docs) -> None:
     model = Doc2Vec(topic_docs[:10], **FAST)
     assert model.get_latest_training_loss() == 0.0
-    history = model.train(topic_docs[:10], epochs=3, compute_loss=True)
+    history = model.train(topic_docs[:10], total_examples=len(topic_docs[:10]), epochs=3, compute_loss=True)
     assert model.get_latest_training_loss() == pytest.approx(sum(s.loss for s in history))
     assert model.get_latest_training_loss() > 0
-    model.train(topic_docs[:10], epochs=1, compute_loss=True)
+    model.train(topic_docs[:10], total_examples=len(topic_docs[:10]), epochs=1, compute_loss=True)
     assert model.get_latest_training_loss() < sum(s.loss for s in history)  # reset at each train call
-    model.train(topic_docs[:10], epochs=1)
+    model.train(topic_docs[:10], total_examples=len(topic_docs[:10]), epochs=1)
     assert model.get_latest_training_loss() == 0.0
 
 
@@ -468,7 +469,8 @@ def test_load_with_mmap_maps_the_vectors_from_the_file(topic_model, topic_docs, 
     assert inside(mapped.module.word_vectors) and inside(mapped.module.output_vectors)
     assert not inside(Doc2Vec.load(tmp_path / "m").module.word_vectors)  # a plain load copies
     before = tensors.read_bytes()
-    mapped.train(topic_docs, epochs=1)  # training writes to private pages: the checkpoint stays as saved
+    # training writes to private pages: the checkpoint stays as saved
+    mapped.train(topic_docs, total_examples=len(topic_docs), epochs=1)
     assert not np.array_equal(mapped.wv.vectors, topic_model.wv.vectors)
     assert tensors.read_bytes() == before
     with pytest.raises(ValueError, match="mmap must be None or 'r'"):
@@ -482,6 +484,16 @@ def test_train_and_build_vocab_accept_gensims_arguments_and_refuse_unknown_ones(
                 report_delay=1.0)
     with pytest.raises(TypeError, match="epoch"):
         model.train(topic_docs[:10], epoch=1)  # a typo is not swallowed
+    # gensim's required arguments, with gensim's messages
+    with pytest.raises(ValueError, match=r"You must specify an explicit epochs count\. The usual value is "
+                                         r"epochs=model\.epochs"):
+        model.train(topic_docs[:10], total_examples=10)
+    with pytest.raises(ValueError, match=r"You must specify either total_examples or total_words.*"
+                                         r"total_examples=model\.corpus_count"):
+        model.train(topic_docs[:10], epochs=1)
+    before = model.epochs_trained
+    model.train(topic_docs[:10], total_words=model.corpus_total_words, epochs=1)  # total_words alone will do
+    assert model.epochs_trained == before + 1
     with pytest.raises(TypeError, match="min_count"):
         model.build_vocab(topic_docs[:10], min_count=1)
 
@@ -585,10 +597,10 @@ def test_dbow_words_is_ignored_by_pv_dm_and_can_be_switched_between_train_calls(
     np.testing.assert_array_equal(a.wv.vectors, b.wv.vectors)
     dbow = Doc2Vec(topic_docs[:20], dm=0, **FAST)
     words = dbow.wv.vectors.copy()
-    dbow.train(topic_docs[:20], epochs=1)
+    dbow.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
     np.testing.assert_array_equal(dbow.wv.vectors, words)  # dbow_words=0: words never move
     dbow.dbow_words = 1
-    dbow.train(topic_docs[:20], epochs=1)
+    dbow.train(topic_docs[:20], total_examples=len(topic_docs[:20]), epochs=1)
     assert not np.array_equal(dbow.wv.vectors, words)
 
 

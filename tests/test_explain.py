@@ -76,7 +76,7 @@ def test_default_tracking_is_the_first_documents(topic_docs):
     model = Doc2Vec(vector_size=8, min_count=1, epochs=2, device="cpu")
     model.build_vocab(topic_docs[:12])
     model.track_documents(n=3)
-    model.train(topic_docs[:12], epochs=2, callbacks=[model.compute_weights])
+    model.train(topic_docs[:12], total_examples=len(topic_docs[:12]), epochs=2, callbacks=[model.compute_weights])
     assert model.tracked_docs == [0, 1, 2] and len(model.attention_history) == 6
 
 
@@ -97,7 +97,7 @@ def test_history_plot(tmp_path, topic_docs):
     model.build_vocab(topic_docs[:6])
     with pytest.raises(RuntimeError, match="compute_weights"):
         model.plot_attention_history()
-    model.train(topic_docs[:6], epochs=3, callbacks=[model.compute_weights])
+    model.train(topic_docs[:6], total_examples=len(topic_docs[:6]), epochs=3, callbacks=[model.compute_weights])
     fig = model.plot_attention_history(doc=1, path=tmp_path / "history.png", length=25)
     assert_png(tmp_path / "history.png")
     assert heatmap_shape(axes_named(fig, "importance")) == (3, 25)  # epochs x tokens

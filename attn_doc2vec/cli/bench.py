@@ -194,7 +194,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         totals: dict[str, float] = {}
         if job["profile"]:
             profiled(totals)
-        train = lambda: model.train(docs, epochs=job["epochs"], progress=False)  # noqa: E731
+        train = lambda: model.train(docs, total_examples=model.corpus_count, epochs=job["epochs"], progress=False)  # noqa: E731
     cpu0, t0 = time.process_time(), time.perf_counter()
     train()
     seconds = time.perf_counter() - t0

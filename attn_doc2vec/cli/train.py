@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 history = model.resume_training(corpus, compute_loss=True, callbacks=[save_every],
                                                 progress=progress)
             else:
-                history = model.train(corpus, epochs=model.config.epochs, compute_loss=True,
+                history = model.train(corpus, total_examples=model.corpus_count, epochs=model.config.epochs,
+                                      compute_loss=True,
                                       callbacks=[save_every], progress=progress)
     except KeyboardInterrupt:
         if model.schedule is None:
