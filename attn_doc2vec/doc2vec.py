@@ -263,7 +263,9 @@ class Doc2Vec(AttentionMixin):
             Loss, time and words/s of each epoch.
         """
         self._require_module("train")
-        if epochs is None:  # gensim's checks and messages (Word2Vec._check_training_sanity)
+        documents = documents if documents is not None else corpus_iterable
+        corpus = resolve_corpus(documents, corpus_file)  # the corpus's TypeErrors first, in gensim's order
+        if epochs is None:  # then gensim's required arguments, with its messages
             raise ValueError("You must specify an explicit epochs count. The usual value is epochs=model.epochs.")
         if total_examples is None and total_words is None:
             raise ValueError("You must specify either total_examples or total_words, for proper learning-rate and "
@@ -277,8 +279,6 @@ class Doc2Vec(AttentionMixin):
         if reached is not None and start > reached:
             logger.warning("Effective 'alpha' higher than previous training cycles: this call starts at %g, the "
                            "previous one stopped at %g.", start, reached)
-        documents = documents if documents is not None else corpus_iterable
-        corpus = resolve_corpus(documents, corpus_file)
         return self._run(corpus, Schedule(start, end, epochs), total_examples, compute_loss, callbacks, progress)
 
     def resume_training(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None,
