@@ -231,9 +231,9 @@ def full_window_batch(corpus: DeviceCorpus, positions: Tensor, window: int) -> B
     docs = corpus.docs[positions]  # (B,)
     idx = positions[:, None] + rel[None, :]  # (B, S)
     mask = (idx >= corpus.offsets[docs][:, None]) & (idx < corpus.offsets[docs + 1][:, None])
-    words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
+    words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)].long(), 0)
     slots = torch.arange(rel.shape[0], device=positions.device).expand_as(idx)
-    targets = corpus.tokens[positions][:, None]  # (B, 1)
+    targets = corpus.tokens[positions].long()[:, None]  # (B, 1)
     return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
                  outputs=targets, output_mask=torch.ones_like(targets, dtype=torch.bool))
 
@@ -383,7 +383,7 @@ def word_importance(module: Doc2VecModule, vocab: Vocabulary, encoded: EncodedCo
     raw = torch.zeros(n_words, dtype=torch.float64, device=device)
     counts = torch.zeros(n_words, dtype=torch.float64, device=device)
     for step in _steps(module, corpus, chunk_size):
-        word = corpus.tokens[step.context[step.mask]]  # word row of each (target, context) pair
+        word = corpus.tokens[step.context[step.mask]].long()  # word row of each (target, context) pair
         received.index_add_(0, word, _relative(step)[step.mask].to(torch.float64))
         raw.index_add_(0, word, step.attention[step.mask].to(torch.float64))
         counts.index_add_(0, word, torch.ones_like(word, dtype=torch.float64))

@@ -22,10 +22,15 @@ UINT32_RANGE = 2**32
 
 @dataclass
 class DeviceCorpus:
-    """An :class:`~attn_doc2vec.corpus.EncodedCorpus` on the device, with each token's document."""
+    """An :class:`~attn_doc2vec.corpus.EncodedCorpus` on the device, with each token's document.
 
-    tokens: Tensor  # (N,) int64 word rows
-    docs: Tensor  # (N,) int64 document index of each token
+    The per-token arrays are int32 (8 bytes a token together, against 16 as int64; a CPU corpus's tokens
+    are the encoded array itself, not a copy); what a batch gathers from them is int64, as PyTorch's
+    scatter operations want.
+    """
+
+    tokens: Tensor  # (N,) int32 word rows
+    docs: Tensor  # (N,) int32 document index of each token
     offsets: Tensor  # (n_docs + 1,) int64
     tags: Tensor  # (n_docs, T) int64 document-vector rows, -1 padded
 
@@ -34,8 +39,8 @@ class DeviceCorpus:
         """Move an encoded corpus to ``device``."""
         offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
         lengths = offsets[1:] - offsets[:-1]
-        docs = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
-        tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
+        docs = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32, device=device), lengths)
+        tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int32)
         tags = torch.as_tensor(encoded.tags, dtype=torch.int64, device=device)
         return cls(tokens=tokens, docs=docs, offsets=offsets, tags=tags)
 
@@ -181,11 +186,11 @@ class Sampler:
         mask = (idx >= start[:, None]) & (idx < end[:, None]) & (self.rel.abs()[None, :] <= reach)
         if self.context_dropout:
             mask &= torch.rand(mask.shape, generator=self.generator, device=mask.device) >= self.context_dropout
-        words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)], 0)
+        words = torch.where(mask, corpus.tokens[idx.clamp(0, len(corpus) - 1)].long(), 0)
         if self.null_word is not None:  # dm_concat: every slot filled, past the document with the null word
             words = torch.where(mask, words, self.null_word)
             mask = torch.ones_like(mask)
-        outputs, output_mask, labels = self.output_rows(corpus.tokens[positions])
+        outputs, output_mask, labels = self.output_rows(corpus.tokens[positions].long())
         slots = torch.arange(self.rel.shape[0], device=positions.device).expand_as(idx)
         pool_words, pool_mask, pool_index = self.pool_draws(corpus, positions, docs)
         return Batch(doc_slots=corpus.tags[docs], words=words, positions=slots, word_mask=mask,
@@ -205,7 +210,7 @@ class Sampler:
         length = corpus.offsets[docs + 1][:, None] - start
         draw = torch.rand((docs.shape[0], self.pool_sample), generator=self.generator, device=positions.device)
         pool = start + torch.minimum((draw * length).long(), length - 1)  # (R, P)
-        pool_words = corpus.tokens[pool]
+        pool_words = corpus.tokens[pool].long()
         if pool_index is not None:
             return pool_words, torch.ones_like(pool_words, dtype=torch.bool), pool_index
         # Doc2VecC's corruption, one sample per example: words drawn uniformly from the document, the target excluded
@@ -218,17 +223,17 @@ class Sampler:
         the word at the window's centre (document slot ``-1``, one word slot)."""
         docs = corpus.docs[positions]
         tags = corpus.tags[docs, 0 if tag_slot is None else tag_slot][:, None]  # (B, 1)
-        targets = corpus.tokens[positions]  # (B,)
+        targets = corpus.tokens[positions].long()  # (B,)
         n, device = positions.shape[0], positions.device
         words = torch.zeros((n, 0 if pairs is None else 1), dtype=torch.int64, device=device)
         word_mask = words.bool()
         if pairs is not None:  # skip-gram examples after the document ones
             centre = pairs // self.rel.shape[0]  # (P,)
-            inputs = corpus.tokens[centre + self.rel[pairs % self.rel.shape[0]]]
+            inputs = corpus.tokens[centre + self.rel[pairs % self.rel.shape[0]]].long()
             tags = torch.cat([tags, tags.new_full((pairs.shape[0], 1), -1)])  # (B + P, 1)
             words = torch.cat([words, inputs[:, None]])  # (B + P, 1)
             word_mask = torch.cat([word_mask, torch.ones_like(inputs[:, None], dtype=torch.bool)])
-            targets = torch.cat([targets, corpus.tokens[centre]])
+            targets = torch.cat([targets, corpus.tokens[centre].long()])
         outputs, output_mask, labels = self.output_rows(targets)
         return Batch(doc_slots=tags, words=words, positions=torch.zeros_like(words), word_mask=word_mask,
                      outputs=outputs, output_mask=output_mask, output_labels=labels)

@@ -106,8 +106,8 @@ def _downsample(tokens, offsets, sample_int, draws):
         kept_offsets[d + 1] = count
     for d in range(n_docs):
         kept_offsets[d + 1] += kept_offsets[d]
-    kept_tokens = np.empty(kept_offsets[n_docs], np.int64)
-    kept_docs = np.empty(kept_offsets[n_docs], np.int64)
+    kept_tokens = np.empty(kept_offsets[n_docs], np.int32)
+    kept_docs = np.empty(kept_offsets[n_docs], np.int32)
     for d in prange(n_docs):
         j = kept_offsets[d]
         for i in range(offsets[d], offsets[d + 1]):

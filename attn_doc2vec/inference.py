@@ -80,7 +80,7 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
         Trainer(module, sampler, config).run(encoded, epochs, alpha, min_alpha, doc_vectors=docs,
                                              progress=progress, desc="inferring")
     if module.pools_documents:  # the pooled words are a forward pass: no optimisation
-        tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int64)
+        tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int32)  # as DeviceCorpus: same kernel
         offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
         rows = torch.arange(len(word_lists), device=device)[:, None]
         pool = pool_function(resolve_backend(config.backend, device), config)

@@ -40,6 +40,24 @@ def test_device_corpus_knows_each_tokens_document() -> None:
     assert len(corpus) == 8
 
 
+def test_device_corpus_is_int32_without_copying_the_tokens_and_batches_are_int64() -> None:
+    """4 bytes a token for each per-token array (memory: issue 'Scale'); what scatters index stays int64."""
+    docs = random_docs([30, 12, 25])
+    cfg = Doc2VecConfig(min_count=1, sample=0.0, pool_sample=5)
+    vocab = build_vocabulary(docs, cfg)
+    encoded = encode(docs, vocab)
+    corpus = DeviceCorpus.from_encoded(encoded, CPU)
+    assert corpus.tokens.dtype == corpus.docs.dtype == torch.int32
+    assert np.shares_memory(corpus.tokens.numpy(), encoded.tokens)  # the encoded array itself
+    sampler = Sampler.from_vocab(vocab, cfg, make_generator(0, CPU))
+    sampler.pool_sample = 5
+    batch = sampler.pvdm_batch(corpus, torch.arange(len(corpus)))
+    assert batch.words.dtype == batch.outputs.dtype == batch.pool_words.dtype == torch.int64
+    np.testing.assert_array_equal(batch.outputs[:, 0].numpy(), encoded.tokens)
+    dbow = sampler.dbow_batch(corpus, torch.arange(len(corpus)))
+    assert dbow.outputs.dtype == torch.int64
+
+
 def test_windows_respect_document_boundaries_and_the_shrunk_window() -> None:
     window = 4
     _, corpus, sampler = prepare(random_docs([1, 2, 7, 3, 30, 5]), window=window)

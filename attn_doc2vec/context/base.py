@@ -161,7 +161,7 @@ def pooled_documents(layer: ContextLayer, word_vectors: Tensor, tokens: Tensor, 
     word_vectors : Tensor
         ``(V, D)`` the word table.
     tokens : Tensor
-        ``(N,)`` int64 word rows of all documents, concatenated.
+        ``(N,)`` int32 or int64 word rows of all documents, concatenated.
     offsets : Tensor
         ``(n_docs + 1,)`` int64 start of each document in ``tokens``.
     chunk_tokens : int
@@ -180,7 +180,7 @@ def pooled_documents(layer: ContextLayer, word_vectors: Tensor, tokens: Tensor, 
         limit = int(torch.searchsorted(offsets, offsets[begin] + chunk_tokens, right=True))
         end = min(n_docs, max(begin + 1, limit - 1))
         lo, hi = int(offsets[begin]), int(offsets[end])
-        rows = tokens[lo:hi]
+        rows = tokens[lo:hi].long()
         doc = torch.repeat_interleave(torch.arange(end - begin, device=rows.device), lengths[begin:end])
         scores = layer.pool_weights(rows).to(word_vectors.dtype)  # (n,)
         top = torch.full((end - begin,), -torch.inf, dtype=scores.dtype, device=scores.device)
