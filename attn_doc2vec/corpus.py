@@ -305,6 +305,35 @@ def build_vocabulary(documents: Iterable, cfg: Doc2VecConfig, trim_rule=None) ->
     )
 
 
+def encode_each(documents: Iterable, vocab: Vocabulary) -> Iterator[tuple[np.ndarray, list[int], int]]:
+    """Encode documents one at a time: each one's in-vocabulary word rows (int32), tag rows and raw length.
+
+    Raises
+    ------
+    KeyError
+        If a document has a tag that the vocabulary does not know.
+    """
+    word_index = vocab.wv.key_to_index
+    for i, doc in enumerate(checked(documents)):
+        # One dict lookup per token is inherent to mapping strings to rows; it runs once per train().
+        rows = np.fromiter(map(word_index.get, doc.words, itertools.repeat(-1)), dtype=np.int32,
+                           count=len(doc.words))
+        yield rows[rows >= 0], [_tag_row(vocab.dv, tag, i) for tag in doc.tags], len(doc.words)
+
+
+def tag_matrix(tag_rows: list[list[int]]) -> np.ndarray:
+    """``(n_docs, T)`` int64 tag rows, ``-1`` padded (``T`` the most tags of a document, at least 1)."""
+    n_tags = max(1, max((len(t) for t in tag_rows), default=1))
+    tags = np.full((len(tag_rows), n_tags), -1, dtype=np.int64)
+    for i, row in enumerate(tag_rows):
+        tags[i, : len(row)] = row
+    return tags
+
+
+EMPTY_CORPUS = ("The corpus is empty: there is nothing to train on. (A generator yields its documents only once; "
+                "if build_vocab already consumed it, pass a list or a re-iterable corpus.)")
+
+
 def encode(documents: Iterable, vocab: Vocabulary) -> EncodedCorpus:
     """Encode documents into flat arrays, dropping out-of-vocabulary words (as gensim does).
 
@@ -315,31 +344,19 @@ def encode(documents: Iterable, vocab: Vocabulary) -> EncodedCorpus:
     ValueError
         If the corpus is empty.
     """
-    word_index = vocab.wv.key_to_index
     chunks: list[np.ndarray] = []
-    lengths: list[int] = []
     tag_rows: list[list[int]] = []
     raw_words = 0
-    for i, doc in enumerate(checked(documents)):
-        # One dict lookup per token is inherent to mapping strings to rows; it runs once per train().
-        rows = np.fromiter(map(word_index.get, doc.words, itertools.repeat(-1)), dtype=np.int32,
-                           count=len(doc.words))
-        rows = rows[rows >= 0]
+    for rows, tags, raw in encode_each(documents, vocab):
         chunks.append(rows)
-        lengths.append(len(rows))
-        raw_words += len(doc.words)
-        tag_rows.append([_tag_row(vocab.dv, tag, i) for tag in doc.tags])
-    if not lengths:
-        raise ValueError("The corpus is empty: there is nothing to train on. (A generator yields its documents only "
-                         "once; if build_vocab already consumed it, pass a list or a re-iterable corpus.)")
-    n_tags = max(1, max(len(t) for t in tag_rows))
-    tags = np.full((len(tag_rows), n_tags), -1, dtype=np.int64)
-    for i, row in enumerate(tag_rows):
-        tags[i, : len(row)] = row
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-    return EncodedCorpus(tokens=tokens, offsets=offsets, tags=tags, raw_words=raw_words)
+        tag_rows.append(tags)
+        raw_words += raw
+    if not chunks:
+        raise ValueError(EMPTY_CORPUS)
+    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+    np.cumsum([len(c) for c in chunks], out=offsets[1:])
+    return EncodedCorpus(tokens=np.concatenate(chunks), offsets=offsets, tags=tag_matrix(tag_rows),
+                         raw_words=raw_words)
 
 
 def encode_words(word_lists: list[list[str]], vocab: Vocabulary) -> EncodedCorpus:

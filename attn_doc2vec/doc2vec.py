@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from attn_doc2vec.batching import Sampler
 from attn_doc2vec.config import Doc2VecConfig, config_fields
 from attn_doc2vec.corpus import (
     EmptyVocabularyError,
+    EncodedCorpus,
     Vocabulary,
     build_vocabulary,
     empty_vocabulary_message,
@@ -26,6 +28,7 @@ from attn_doc2vec.corpus import (
 from attn_doc2vec.explain import AttentionMixin
 from attn_doc2vec.inference import infer
 from attn_doc2vec.model import Doc2VecModule
+from attn_doc2vec.store import open_corpus_store, write_corpus_store
 from attn_doc2vec.training import EpochStats, Schedule, Trainer, make_generator, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -229,8 +232,8 @@ class Doc2Vec(AttentionMixin):
               total_examples: int | None = None, total_words: int | None = None, epochs: int | None = None,
               start_alpha: float | None = None, end_alpha: float | None = None, compute_loss: bool = False,
               callbacks: Sequence[Callback] = (), progress: bool | None = None, *,
-              corpus_iterable: Iterable | None = None, word_count: int = 0, queue_factor: int = 2,
-              report_delay: float = 1.0) -> list[EpochStats]:
+              corpus_iterable: Iterable | None = None, corpus_store: str | os.PathLike | None = None,
+              word_count: int = 0, queue_factor: int = 2, report_delay: float = 1.0) -> list[EpochStats]:
         """Train on a corpus whose tags are in the vocabulary (gensim's signature).
 
         Parameters
@@ -239,6 +242,9 @@ class Doc2Vec(AttentionMixin):
             The corpus (one of these or ``corpus_file``). Read once and encoded.
         corpus_file : str, optional
             One document per line, tokens separated by spaces.
+        corpus_store : str or os.PathLike, optional
+            Instead of a corpus: a corpus store written by :meth:`write_corpus_store` with this model's
+            vocabulary, memory-mapped (no encoding pass, no token lists in memory).
         total_examples, total_words : int
             The corpus's documents or words: one of them is required, as in gensim (usually
             ``total_examples=model.corpus_count``). The corpus is counted exactly while encoding; a
@@ -264,7 +270,7 @@ class Doc2Vec(AttentionMixin):
         """
         self._require_module("train")
         documents = documents if documents is not None else corpus_iterable
-        corpus = resolve_corpus(documents, corpus_file)  # the corpus's TypeErrors first, in gensim's order
+        corpus = self._corpus_or_store(documents, corpus_file, corpus_store)  # its TypeErrors first, as gensim
         if epochs is None:  # then gensim's required arguments, with its messages
             raise ValueError("You must specify an explicit epochs count. The usual value is epochs=model.epochs.")
         if total_examples is None and total_words is None:
@@ -283,13 +289,14 @@ class Doc2Vec(AttentionMixin):
 
     def resume_training(self, documents: Iterable | None = None, corpus_file: str | os.PathLike | None = None,
                         compute_loss: bool = False, callbacks: Sequence[Callback] = (),
-                        progress: bool | None = None, *, corpus_iterable: Iterable | None = None) -> list[EpochStats]:
+                        progress: bool | None = None, *, corpus_iterable: Iterable | None = None,
+                        corpus_store: str | os.PathLike | None = None) -> list[EpochStats]:
         """Finish the latest ``train`` call's plan from where it stopped, exactly.
 
         A checkpoint saved between epochs (``on_epoch_end``, ``scripts/train.py --save-every``) or after
         Ctrl-C records the learning-rate plan, the next epoch and batch and the random state, so that
         ``train(epochs=4)`` equals ``train(epochs=4)`` stopped after 2, saved, loaded and resumed, bit for
-        bit on the same device. Pass the same corpus, in the same order.
+        bit on the same device. Pass the same corpus, in the same order (or the same ``corpus_store``).
 
         Raises
         ------
@@ -302,16 +309,50 @@ class Doc2Vec(AttentionMixin):
                 f"the latest train() call finished all its {self.schedule.epochs} epochs"
             raise RuntimeError(f"Nothing to resume: {done}. Call train(documents, epochs=...) to train more.")
         documents = documents if documents is not None else corpus_iterable
-        corpus = resolve_corpus(documents, corpus_file)
+        corpus = self._corpus_or_store(documents, corpus_file, corpus_store)
         logger.info("resuming training at epoch %d/%d, batch %d", self.schedule.epoch + 1, self.schedule.epochs,
                     self.schedule.batch)
         return self._run(corpus, self.schedule, None, compute_loss, callbacks, progress)
 
-    def _run(self, corpus: Iterable, schedule: Schedule, total_examples: int | None, compute_loss: bool,
-             callbacks: Sequence[Callback], progress: bool | None) -> list[EpochStats]:
+    def write_corpus_store(self, path: str | os.PathLike, documents: Iterable | None = None,
+                           corpus_file: str | os.PathLike | None = None, *,
+                           corpus_iterable: Iterable | None = None) -> Path:
+        """Encode a corpus once into a corpus store at ``path`` for ``train(corpus_store=path)``.
+
+        The store holds the corpus as int32 word rows of this model's vocabulary (plain ``.npy`` files and
+        a ``store.json`` header; see :mod:`attn_doc2vec.store`), written in one streaming pass. Later
+        ``train`` calls, in this process or after ``Doc2Vec.load``, map it instead of reading and encoding
+        the corpus again.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A new directory (an existing path is refused, never overwritten).
+        documents, corpus_iterable, corpus_file : optional
+            The corpus, as for :meth:`train`; its tags must be in the vocabulary.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+        """
+        self._require_module("write_corpus_store")
+        documents = documents if documents is not None else corpus_iterable
+        return write_corpus_store(resolve_corpus(documents, corpus_file), self.vocab, path)
+
+    def _corpus_or_store(self, documents: Iterable | None, corpus_file: str | os.PathLike | None,
+                         corpus_store: str | os.PathLike | None) -> Iterable | EncodedCorpus:
+        if corpus_store is None:
+            return resolve_corpus(documents, corpus_file)
+        if documents is not None or corpus_file is not None:
+            raise TypeError("Pass a corpus (documents / corpus_iterable / corpus_file) or corpus_store, not both.")
+        return open_corpus_store(corpus_store, self.vocab)
+
+    def _run(self, corpus: Iterable | EncodedCorpus, schedule: Schedule, total_examples: int | None,
+             compute_loss: bool, callbacks: Sequence[Callback], progress: bool | None) -> list[EpochStats]:
         if len(self.vocab.wv) == 0:
             raise EmptyVocabularyError(empty_vocabulary_message(self.config.min_count, self.vocab.corpus_count))
-        encoded = encode(corpus, self.vocab)
+        encoded = corpus if isinstance(corpus, EncodedCorpus) else encode(corpus, self.vocab)
         self._remember_corpus(encoded)  # for attention plots by tag (AttentionMixin)
         if total_examples is not None and total_examples != encoded.n_docs:
             logger.warning("total_examples=%d but the corpus has %d documents; using %d.",
