@@ -295,8 +295,8 @@ HEADLINES: list[tuple[str, tuple[str, ...]]] = [
     ("IMDB, first 25,000 shuffled reviews (train, test and unlabelled alike), transductive, error %",
      ("imdb-25000-attention-poolloss2-window10", "imdb-25000-attention-poolloss2-window10-seed1",
       "imdb-25000-attention-poolloss2-window10-seed2", "imdb-25000-mean-docshare", "imdb-25000-mean-docshare090")),
-    ("IMDB, all 100,000 reviews (the full protocol: 25,000 train, 25,000 test, 50,000 unlabelled), transductive, "
-     "error %", ("imdb-full-attention-poolloss2-window10", "imdb-full-dbow")),
+    ("IMDB, all reviews (the full protocol: train, test and unlabelled alike), transductive, error %",
+     ("imdb-full-attention-poolloss2-window10", "imdb-full-dbow")),
 ]
 
 
