@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
               "round6-mean": table(["20news-3000-mean-docshare*.json", "20news-full-mean-docshare*.json"]),
               "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error"),
               "round7-refine": refine_table(),
-              "round7-imdb": explore_summary(["explore-imdb-5000-*docshare*.json"])}
+              "round7-imdb": explore_summary(["explore-imdb-5000-*-w10.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
