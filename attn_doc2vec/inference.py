@@ -65,14 +65,13 @@ def infer(module: Doc2VecModule, vocab: Vocabulary, config: Doc2VecConfig, word_
     device = module.word_vectors.device
     encoded = encode_words(word_lists, vocab)
     free_share = module.layer.document_shares()[0] if module.pools_documents else 1.0
-    if free_share > 0 or len(encoded.tokens) == 0:
-        docs = torch.from_numpy(initial_vectors(word_lists, config.vector_size)).to(device)
-    else:  # only documents with no known word keep a starting vector: hash those alone (most of the time here)
-        empty = np.flatnonzero(encoded.lengths() == 0)
-        docs = torch.zeros((len(word_lists), config.vector_size), dtype=torch.float32, device=device)
-        if len(empty):
-            start = initial_vectors([word_lists[i] for i in empty], config.vector_size)
-            docs[torch.as_tensor(empty, device=device)] = torch.from_numpy(start).to(device)
+    # gensim's starting vector where it is used: every document with a free vector; else (attention's default)
+    # only the documents with no known word keep it, the others' vector being the forward pass alone
+    start = np.arange(len(word_lists)) if free_share > 0 else np.flatnonzero(encoded.lengths() == 0)
+    docs = torch.zeros((len(word_lists), config.vector_size), dtype=torch.float32, device=device)
+    if len(start):
+        docs[torch.as_tensor(start, device=device)] = torch.from_numpy(
+            initial_vectors([word_lists[i] for i in start], config.vector_size)).to(device)
     if len(encoded.tokens) == 0:
         return docs
     if free_share > 0:  # with no free document vector (attention's default) inference is the forward pass alone
