@@ -85,6 +85,18 @@ def explore_table() -> str:
     return "\n".join(lines)
 
 
+def _seed_cells(dataset: str, runs: list[tuple]) -> str:
+    """``seeds | metric mean ± std | per seed | commits`` cells of ``(seed, accuracy, path, commit)`` runs
+    (sorted here by seed); IMDB as error, as everywhere else in this file."""
+    runs.sort(key=lambda r: r[0])
+    error = dataset == "imdb"
+    v = np.array([100 * (1 - acc if error else acc) for _, acc, _, _ in runs])
+    per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})"
+                          for x, (seed, _, p, _) in zip(v, runs, strict=True))
+    return (f"{len(v)} | {'error ' if error else 'accuracy '}{v.mean():.2f} ± {v.std():.2f} | {per_seed} | "
+            f"{', '.join(sorted({c for *_, c in runs}))}")
+
+
 def explore_summary(patterns: list[str]) -> str:
     """Exploration runs grouped by data set, size, epochs and settings: ``model.dv``'s mean ± std over seeds."""
     groups: dict[tuple, list[tuple]] = {}
@@ -99,14 +111,7 @@ def explore_summary(patterns: list[str]) -> str:
     lines = ["| data set | documents | epochs | settings | seeds | `model.dv` % (mean ± std) | per seed | commits |",
              "| --- | ---: | ---: | --- | ---: | ---: | --- | --- |"]
     for (dataset, subset, epochs, settings), runs in sorted(groups.items()):
-        runs.sort(key=lambda r: r[0])
-        error = dataset == "imdb"  # IMDB: error, as everywhere else in this file
-        v = np.array([100 * (1 - acc if error else acc) for _, acc, _, _ in runs])
-        per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})"
-                              for x, (seed, _, p, _) in zip(v, runs, strict=True))
-        commits = ", ".join(sorted({c for *_, c in runs}))
-        lines.append(f"| {dataset} | {subset} | {epochs} | {settings} | {len(v)} | "
-                     f"{'error ' if error else 'accuracy '}{v.mean():.2f} ± {v.std():.2f} | {per_seed} | {commits} |")
+        lines.append(f"| {dataset} | {subset} | {epochs} | {settings} | {_seed_cells(dataset, runs)} |")
     return "\n".join(lines)
 
 
@@ -127,14 +132,7 @@ def refine_table() -> str:
              "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |"]
     for (dataset, subset, epochs, protocol, mu), runs in sorted(groups.items(), key=lambda kv: (
             kv[0][:4], -kv[0][4])):
-        runs.sort(key=lambda r: r[0])
-        error = dataset == "imdb"
-        v = np.array([100 * (1 - acc if error else acc) for _, acc, _, _ in runs])
-        per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})"
-                              for x, (seed, _, p, _) in zip(v, runs, strict=True))
-        lines.append(f"| {dataset} | {subset} | {epochs} | {protocol} | {mu:g} | {len(v)} | "
-                     f"{'error ' if error else 'accuracy '}{v.mean():.2f} ± {v.std():.2f} | {per_seed} | "
-                     f"{', '.join(sorted({c for *_, c in runs}))} |")
+        lines.append(f"| {dataset} | {subset} | {epochs} | {protocol} | {mu:g} | {_seed_cells(dataset, runs)} |")
     return "\n".join(lines)
 
 
