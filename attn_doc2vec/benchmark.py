@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,7 @@ class RunSpec:
     epochs: int | None = None
     device: str = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)  # extra parameters for our models
+    processes: int = 1  # our models: processes training the one model (torch.distributed, gloo on localhost)
 
     def params(self) -> dict[str, Any]:
         """Model parameters: shared settings, the model's own, then overrides."""
@@ -160,10 +162,46 @@ def run(spec: RunSpec) -> RunResult:
 
 
 def run_isolated(spec: RunSpec) -> RunResult:
-    """:func:`run` in a fresh process, so that peak memory and thread pools are the model's own."""
+    """:func:`run` in a fresh process, so that peak memory and thread pools are the model's own; with
+    ``spec.processes > 1``, in that many processes joined by a gloo process group on this machine, which
+    train one model together (:mod:`attn_doc2vec.distributed`; rank 0's figures and vectors are returned)."""
+    if spec.processes > 1:
+        if MODELS[spec.model]["library"] != "ours":
+            raise ValueError(f"{spec.model} runs in one process: processes > 1 trains our models only.")
+        import tempfile
+
+        import torch.multiprocessing as tmp
+
+        with tempfile.TemporaryDirectory() as folder:
+            result_file = os.path.join(folder, "result.pkl")
+            tmp.spawn(_run_rank, args=(spec, _free_port(), result_file), nprocs=spec.processes)
+            with open(result_file, "rb") as f:
+                return pickle.load(f)
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
         return pool.apply(run, (spec,))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run_rank(rank: int, spec: RunSpec, port: int, result_file: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=spec.processes)
+    try:
+        result = run(spec)
+        if rank == 0:
+            with open(result_file, "wb") as f:
+                pickle.dump(result, f)
+    finally:
+        dist.destroy_process_group()
 
 
 def concatenate(first: RunResult, second: RunResult, name: str) -> RunResult:

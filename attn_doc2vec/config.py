@@ -73,6 +73,10 @@ class Doc2VecConfig:
     workers : int or None
         CPU threads PyTorch and Numba may use while training (gensim's worker threads);
         ``None`` keeps PyTorch's default.
+    sync_every : int
+        Training across processes (``torchrun``, :mod:`attn_doc2vec.distributed`): each process's batches
+        between two synchronisations of the shared tables (words, outputs, attention), where the processes
+        add up what each changed. Fewer means fresher tables and more traffic. No effect in one process.
     doc_share : float or None
         PV-DM: the document vectors' fixed share of the context vector, the words sharing the
         rest; None gives the design's default: every input the same share for ``mean``/``sum``/``wordpos``
@@ -158,6 +162,7 @@ class Doc2VecConfig:
     device: str = "auto"
     backend: str = "auto"
     workers: int | None = None
+    sync_every: int = 8
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
@@ -253,6 +258,7 @@ class Doc2VecConfig:
                 f"Got {self.backend!r} instead."
             )
         _check_int(self, "workers", 1, optional=True)
+        _check_int(self, "sync_every", 1)
         _check_float(self, "attention_alpha", 0.0)
         low = 0 if self.context == "attention" else 0 + 1e-300  # only 'attention' has another document part
         if self.doc_share is not None and (isinstance(self.doc_share, bool) or not (

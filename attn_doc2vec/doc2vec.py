@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attn_doc2vec import checkpoint
+from attn_doc2vec import checkpoint, distributed
 from attn_doc2vec.batching import Sampler
 from attn_doc2vec.config import Doc2VecConfig, config_fields
 from attn_doc2vec.corpus import (
@@ -114,6 +114,7 @@ class Doc2Vec(AttentionMixin):
         self.corpus_count = 0
         self.corpus_total_words = 0
         self.epochs_trained = 0
+        self.world_size = 1  # processes that ran the latest train() call (torch.distributed), saved
         self.schedule: Schedule | None = None  # the latest train() call's plan and position (saved, resumable)
         self.loss_history: list[float] = []  # mean loss per prediction, one entry per epoch trained
         self.running_training_loss = 0.0
@@ -211,7 +212,13 @@ class Doc2Vec(AttentionMixin):
         documents = documents if documents is not None else corpus_iterable
         corpus = resolve_corpus(documents, corpus_file)
         t0 = time.perf_counter()
-        self.vocab = build_vocabulary(corpus, self.config, trim_rule=trim_rule)
+        rank, world_size = distributed.world()
+        if world_size == 1:
+            self.vocab = build_vocabulary(corpus, self.config, trim_rule=trim_rule)
+        else:  # built once, by rank 0, and sent to every process
+            box = [build_vocabulary(corpus, self.config, trim_rule=trim_rule) if rank == 0 else None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            self.vocab = box[0]
         self.corpus_count = self.vocab.corpus_count
         self.corpus_total_words = self.vocab.corpus_total_words
         device = resolve_device(self.config.device)
@@ -367,7 +374,19 @@ class Doc2Vec(AttentionMixin):
         self.compute_loss = compute_loss
         self.running_training_loss = 0.0
         _call(all_callbacks, "on_train_begin", self)
-        trainer = Trainer(self.module, Sampler.from_vocab(self.vocab, self.config, self.generator), self.config)
+        rank, world_size = distributed.world()
+        generator, sync, trained = self.generator, None, encoded
+        if world_size > 1:  # this process trains its shard of the documents (attn_doc2vec.distributed)
+            trained = distributed.shard(encoded, rank, world_size)
+            if schedule.batch and schedule.epoch_rng is not None:
+                schedule.epoch_rng = None  # its order was one process's: the epoch restarts (Trainer warns)
+            sync = distributed.TableSync(self.module, self.config.sync_every)
+            generator = make_generator(distributed.rank_seed(self.config.seed, rank, self.epochs_trained),
+                                       self.device)
+            logger.info("rank %d of %d: documents %d-%d of %d", rank, world_size,
+                        *distributed.shard_range(encoded.offsets, rank, world_size), encoded.n_docs)
+        self.world_size = world_size
+        trainer = Trainer(self.module, Sampler.from_vocab(self.vocab, self.config, generator), self.config)
         self.schedule = schedule
 
         def epoch_end(stats: EpochStats) -> None:
@@ -382,15 +401,19 @@ class Doc2Vec(AttentionMixin):
 
         try:
             history = trainer.run(
-                encoded, schedule.epochs, schedule.start_alpha, schedule.end_alpha,
+                trained, schedule.epochs, schedule.start_alpha, schedule.end_alpha,
                 on_epoch_begin=lambda _: _call(all_callbacks, "on_epoch_begin", self),
-                on_epoch_end=epoch_end, progress=progress, schedule=schedule, interruptible=True,
+                on_epoch_end=epoch_end, progress=progress if rank == 0 else False, schedule=schedule,
+                interruptible=sync is None, sync=sync,
             )
         except KeyboardInterrupt:
             self._sync_keyed_vectors()
             logger.warning("training stopped at epoch %d/%d, batch %d: save() keeps this point and "
                            "resume_training() continues from it", schedule.epoch + 1, schedule.epochs, schedule.batch)
             raise
+        if sync is not None:
+            logger.info("rank %d: %d synchronisations of the shared tables took %.1fs of %.1fs training", rank,
+                        sync.syncs, sync.seconds, sum(h.seconds for h in history))
         _call(all_callbacks, "on_train_end", self)
         return history
 
@@ -569,6 +592,9 @@ class Doc2Vec(AttentionMixin):
         or one of our checkpoints, and never deletes a file it did not write (see
         :mod:`attn_doc2vec.checkpoint`).
 
+        In a run across processes (``torchrun``, :mod:`attn_doc2vec.distributed`) every process holds the
+        same model after each epoch, and only rank 0 writes; the others return at once.
+
         Parameters
         ----------
         path : path
@@ -589,6 +615,9 @@ class Doc2Vec(AttentionMixin):
             If ``path`` is a file or a directory that is not ours.
         """
         module = self._require_module("save")
+        if not distributed.is_root():  # every process holds the same model: rank 0 writes it
+            logger.debug("rank %d: save(%s) left to rank 0", distributed.world()[0], path)
+            return
         if not force:
             bad = [name for name, t in module.state_dict().items()
                    if t.is_floating_point() and not bool(torch.isfinite(t).all())]
@@ -601,6 +630,7 @@ class Doc2Vec(AttentionMixin):
             "loss_history": self.loss_history,
             "corpus_count": self.corpus_count,
             "corpus_total_words": self.corpus_total_words,
+            "world_size": self.world_size,
             "schedule": None if self.schedule is None else self.schedule.to_dict(),
         }
         epoch_rng = None if self.schedule is None else self.schedule.epoch_rng
@@ -634,6 +664,7 @@ class Doc2Vec(AttentionMixin):
         model.corpus_count = loaded.state["corpus_count"]
         model.corpus_total_words = loaded.state["corpus_total_words"]
         model.epochs_trained = loaded.state["epochs_trained"]
+        model.world_size = loaded.state.get("world_size", 1)  # absent before distributed training
         plan = loaded.state.get("schedule")  # absent before format 3
         if plan is not None:
             model.schedule = Schedule(**plan, epoch_rng=loaded.epoch_rng if plan["batch"] and same_rng else None)

@@ -174,7 +174,8 @@ class Doc2VecModule(nn.Module):
         return self.layer is not None and self.layer.pool_sample > 0
 
     def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int,
-                  pool: Callable[..., Tensor] | None = None) -> Tensor:
+                  pool: Callable[..., Tensor] | None = None,
+                  reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
         """Pooled words of every tag row: the mean over the tag's documents of their pooled words.
 
         Parameters
@@ -188,6 +189,9 @@ class Doc2VecModule(nn.Module):
         pool : callable, optional
             ``pool(layer, word_vectors, tokens, offsets) -> (n_docs, D)``, the per-document pooling
             (default :func:`attn_doc2vec.context.pooled_documents`; the CPU backend passes its kernel's).
+        reduce : callable, optional
+            Sums a tensor in place over the processes of a distributed run, whose ranks each hold part of the
+            documents: the sums and counts per row are added up before the mean.
 
         Returns
         -------
@@ -203,6 +207,9 @@ class Doc2VecModule(nn.Module):
         out.index_add_(0, tags[valid], per_doc[doc_of])
         count = torch.zeros(n_rows, dtype=per_doc.dtype, device=per_doc.device)
         count.index_add_(0, tags[valid], torch.ones_like(doc_of, dtype=per_doc.dtype))
+        if reduce is not None:
+            reduce(out)
+            reduce(count)
         return out / count.clamp(min=1)[:, None]
 
     def document_vectors(self, docs: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import EncodedCorpus
+from attn_doc2vec.distributed import TableSync
 from attn_doc2vec.model import Batch, Doc2VecModule, Gradients
 from attn_doc2vec.optim import dense_adagrad, row_adagrad
 
@@ -242,6 +243,7 @@ class Trainer:
     def __init__(self, module: Doc2VecModule, sampler: Sampler, config: Doc2VecConfig) -> None:
         self.module = module
         self.config = config
+        self.sync: TableSync | None = None
         self.device = module.word_vectors.device
         self.backend = resolve_backend(config.backend, self.device)
         if module.concatenates:  # gensim's dm_concat has no fused kernel (config refuses backend="numba")
@@ -268,6 +270,7 @@ class Trainer:
         desc: str = "training",
         schedule: Schedule | None = None,
         interruptible: bool = False,
+        sync: TableSync | None = None,
     ) -> list[EpochStats]:
         """Train for ``epochs`` passes.
 
@@ -292,6 +295,10 @@ class Trainer:
             complete; :attr:`schedule` is the same object.
         interruptible : bool
             The first Ctrl-C stops training after the current batch, raising :class:`TrainingInterrupted`.
+        sync : TableSync, optional
+            Training across processes (:mod:`attn_doc2vec.distributed`): ``encoded`` is this rank's shard, and
+            ``sync`` adds up the ranks' changes during and after each epoch. The epochs' figures are then the
+            whole corpus's (losses and examples summed over the ranks, words of the whole corpus).
 
         Raises
         ------
@@ -304,7 +311,11 @@ class Trainer:
             schedule = Schedule(start_alpha, end_alpha, epochs)
         elif (schedule.epochs, schedule.start_alpha, schedule.end_alpha) != (epochs, start_alpha, end_alpha):
             raise ValueError("run(schedule=...) continues that schedule: pass its own epochs and alphas.")
+        if sync is not None and interruptible:
+            raise ValueError("Ctrl-C cannot stop the processes of a distributed run together: train with "
+                             "interruptible=False (checkpoints at epoch ends resume it).")
         self.schedule = schedule
+        self.sync = sync
         corpus = DeviceCorpus.from_encoded(encoded, self.device)
         docs = self.module.doc_vectors.data if doc_vectors is None else doc_vectors
         total_words = epochs * encoded.raw_words
@@ -326,10 +337,15 @@ class Trainer:
                 if doc_vectors is None and self.module.pools_documents:
                     self.module.pooled_docs.copy_(self.module.pool_tags(corpus.tokens, corpus.offsets, corpus.tags,
                                                                         docs.shape[0],
-                                                                        pool=pool_function(self.backend, self.config)))
+                                                                        pool=pool_function(self.backend, self.config),
+                                                                        reduce=None if sync is None else sync.sum_))
+                raw_words = encoded.raw_words
+                if sync is not None:  # the whole corpus's figures
+                    loss, examples, raw_words = sync.total(loss, examples, raw_words)
+                    examples, raw_words = int(examples), int(raw_words)
                 if schedule.batch:  # Ctrl-C stopped it in the middle of the epoch
                     raise TrainingInterrupted(schedule)
-                stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=encoded.raw_words,
+                stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=raw_words,
                                    seconds=time.perf_counter() - t0, alpha=alpha,
                                    compile_seconds=first_call_seconds() - compiled0)
                 # loss per prediction of zero output vectors: log 2 per output row (hs: at most the longest path)
@@ -388,6 +404,9 @@ class Trainer:
             # expected uses per batch within row_update_cap, so a lone document is not averaged away.
             batch_size = min(batch_size, self.config.row_update_cap * docs.shape[0])
         n_batches = math.ceil(n / batch_size)
+        sync = self.sync if update_shared else None
+        if sync is not None:
+            sync.begin_epoch(n_batches)
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
         start_alpha, end_alpha = schedule.start_alpha, schedule.end_alpha
         epoch, epochs = schedule.epoch, schedule.epochs
@@ -407,6 +426,8 @@ class Trainer:
                 batch = self.sampler.dbow_batch(kept, positions[docs_pick],
                                                 None if slots is None else slots[docs_pick], pairs[pairs_pick])
             loss += step(batch, alpha)
+            if sync is not None:
+                sync.after_batch(i)
             examples += pick.shape[0]
             schedule.batch = i + 1
             words = raw_words * (i + 1) // n_batches
@@ -415,6 +436,8 @@ class Trainer:
             if stop[0] and i + 1 < n_batches:
                 return float(loss), examples, alpha
         bar.update(raw_words - words_done)
+        if sync is not None:
+            sync.end_epoch()
         schedule.epoch, schedule.batch, schedule.epoch_rng = epoch + 1, 0, None
         return float(loss), examples, alpha
 

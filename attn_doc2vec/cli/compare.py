@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--protocols", nargs="+", default=["transductive"], choices=["transductive", "inductive"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra parameters for our models, e.g. batch_size=4096 attention_alpha=2")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="our models: train each with N processes on torch.distributed (gloo on this machine; "
+                             "use --set workers=1 for one thread each)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2,000 documents, 3 epochs, one seed (a few minutes on 2 cores)")
     parser.add_argument("--out", default=None,
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             for model in singles:
                 spec = RunSpec(model=model, dataset=args.dataset, data_dir=args.data_dir, seed=seed,
                                protocol=protocol, subset=args.subset, epochs=args.epochs, device=args.device,
-                               overrides=overrides)
+                               overrides=overrides,
+                               processes=args.processes if MODELS[model]["library"] == "ours" else 1)
                 result = run_isolated(spec)
                 results[model] = result
                 print(f"[{time.perf_counter() - t_start:7.0f}s] {args.dataset} {protocol} seed={seed} {model}: "

@@ -7,6 +7,10 @@ is a flag, generated from attn_doc2vec.Doc2VecConfig.
 
 Ctrl-C stops after the current batch and saves a checkpoint that --resume continues
 exactly; --save-every N also saves every N epochs.
+
+Under torchrun (``torchrun --nproc-per-node N scripts/train.py ...``) the N processes train one
+model together (attn_doc2vec.distributed); rank 0 prints and writes the checkpoint, after every
+epoch unless --save-every says otherwise, and Ctrl-C leaves the latest of those.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from attn_doc2vec import Doc2Vec
+from attn_doc2vec import Doc2Vec, distributed
 from attn_doc2vec.config import BACKENDS, Doc2VecConfig, config_fields
 from attn_doc2vec.context import CONTEXT_NAMES
 from attn_doc2vec.context.pooled import ATTENTION_PARTS, CONTEXT_SCORES
@@ -121,6 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger("gensim").setLevel(max(logging.WARNING, logging.getLogger().level))
     params = {f.name: getattr(args, f.name) for f in config_fields()}
+    if args.save_every is not None and args.save_every < 1:
+        parser.error(f"--save-every must be >= 1 epochs, got {args.save_every}")
+    if not distributed.init_from_environment(params["device"]):
+        return train(parser, args, params, print)
+    try:  # under torchrun: one model, trained by every process; rank 0 prints and saves
+        if args.save_every is None:
+            args.save_every = 1
+        return train(parser, args, params, print if distributed.is_root() else lambda *_, **__: None)
+    finally:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+
+
+def train(parser: argparse.ArgumentParser, args: argparse.Namespace, params: dict, say) -> int:
+    """The main job: vocabulary, training, checkpoint, attention map; ``say`` prints (rank 0's ``print``)."""
 
     if args.corpus is None:
         from gensim.test.utils import datapath
@@ -130,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         corpus_path, name = args.corpus, Path(args.corpus).name.split(".")[0]
     corpus = LineCorpus(corpus_path, args.tokenizer)
 
-    if args.save_every is not None and args.save_every < 1:
-        parser.error(f"--save-every must be >= 1 epochs, got {args.save_every}")
     t0 = time.perf_counter()
     given = {k for k, v in params.items() if v != parser.get_default(k)}
     if args.resume:
@@ -161,13 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_every and m.schedule is not None and m.schedule.epoch % args.save_every == 0 \
                 and not m.schedule.finished:
             m.save(out)
-            print(f"saved {out} after epoch {m.schedule.epoch}/{m.schedule.epochs}", flush=True)
+            say(f"saved {out} after epoch {m.schedule.epoch}/{m.schedule.epochs}", flush=True)
 
     progress = False if args.no_progress else None
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
             if unfinished:
-                print(f"resuming {args.resume} at epoch {model.schedule.epoch + 1}/{model.schedule.epochs}, "
+                say(f"resuming {args.resume} at epoch {model.schedule.epoch + 1}/{model.schedule.epochs}, "
                       f"batch {model.schedule.batch}", flush=True)
                 history = model.resume_training(corpus, compute_loss=True, callbacks=[save_every],
                                                 progress=progress)
@@ -178,29 +196,39 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if model.schedule is None:
             raise
+        if model.world_size > 1:  # the processes stopped apart: the latest epoch's checkpoint stands
+            say(f"\ninterrupted in epoch {model.schedule.epoch + 1}/{model.schedule.epochs}: {out} keeps the latest "
+                f"checkpoint saved (every {args.save_every} epochs), if any; continue with: torchrun ... "
+                f"scripts/train.py --resume {out}", flush=True)
+            return 130
         model.save(out)
-        print(f"\ninterrupted at epoch {model.schedule.epoch + 1}/{model.schedule.epochs}, batch "
+        say(f"\ninterrupted at epoch {model.schedule.epoch + 1}/{model.schedule.epochs}, batch "
               f"{model.schedule.batch}: saved {out}\ncontinue with: python scripts/train.py --resume {out}",
               flush=True)
         return 130
 
     model.save(out)
-    heatmap = save_attention_map(model, out.with_name(out.name + "-attention.png"))
+    heatmap = None
+    if distributed.is_root():
+        heatmap = save_attention_map(model, out.with_name(out.name + "-attention.png"))
     train_seconds = sum(h.seconds for h in history)
     compile_seconds = sum(h.compile_seconds for h in history)
     words = sum(h.raw_words for h in history)
-    print(f"checkpoint:      {out}")
-    print(f"corpus:          {corpus_path} ({model.corpus_count} documents, {model.corpus_total_words} words)")
-    print(f"vocabulary:      {len(model.wv)} words, {len(model.dv)} document tags ({vocab_seconds:.1f}s)")
-    print(f"model:           {model!r} on {model.device}")
-    print(f"epochs:          {len(history)} (total trained: {model.epochs_trained})")
-    print(f"final loss:      {history[-1].mean_loss:.4f} per prediction (first epoch {history[0].mean_loss:.4f})")
+    say(f"checkpoint:      {out}")
+    say(f"corpus:          {corpus_path} ({model.corpus_count} documents, {model.corpus_total_words} words)")
+    say(f"vocabulary:      {len(model.wv)} words, {len(model.dv)} document tags ({vocab_seconds:.1f}s)")
+    say(f"model:           {model!r} on {model.device}")
+    if model.world_size > 1:
+        say(f"processes:       {model.world_size} (torch.distributed, shared tables added up every "
+            f"{model.config.sync_every} batches)")
+    say(f"epochs:          {len(history)} (total trained: {model.epochs_trained})")
+    say(f"final loss:      {history[-1].mean_loss:.4f} per prediction (first epoch {history[0].mean_loss:.4f})")
     compiled = f", of which {compile_seconds:.1f}s loading or compiling CPU kernels, left out of words/s" \
         if compile_seconds >= 0.1 else ""
-    print(f"training speed:  {words / max(train_seconds - compile_seconds, 1e-9):,.0f} words/s "
+    say(f"training speed:  {words / max(train_seconds - compile_seconds, 1e-9):,.0f} words/s "
           f"({train_seconds:.1f}s{compiled})")
     if heatmap is not None:
-        print(f"attention map:   {heatmap} (first training document)")
+        say(f"attention map:   {heatmap} (first training document)")
     return 0
 
 
