@@ -289,7 +289,8 @@ exploration that chose the default ([attention-designs.md](attention-designs.md)
 HEADLINES: list[tuple[str, tuple[str, ...]]] = [
     ("20 Newsgroups, all documents, transductive",
      ("20news-full-attention-poolloss2", "20news-full-attention-poolloss2-seed1",
-      "20news-full-attention-poolloss2-seed2", "20news-full-mean-docshare", "20news-full-mean-docshare090")),
+      "20news-full-attention-poolloss2-seed2", "20news-full-mean-docshare", "20news-full-mean-docshare090",
+      "20news-full-attention-processes2")),
     ("20 Newsgroups, all documents, inductive (test posts unseen, their vectors inferred)",
      ("20news-full-inductive-attention-poolloss2",)),
     ("IMDB, first 25,000 shuffled reviews (train, test and unlabelled alike), transductive, error %",
@@ -302,6 +303,11 @@ HEADLINES: list[tuple[str, tuple[str, ...]]] = [
 
 def _setting(data: dict) -> str:
     extra = [s for s in data["args"].get("set") or [] if not s.startswith("workers=")]
+    processes = data["args"].get("processes") or 1
+    if processes > 1:  # trained by several processes (torch.distributed): say how often they synchronised
+        sync = (data["runs"][0].get("config") or {}).get("sync_every")
+        extra = [f"processes={processes}", *(s for s in extra if not s.startswith("sync_every=")),
+                 *([f"sync_every={sync}"] if sync else [])]
     return f" (`{' '.join(extra)}`)" if extra else ""
 
 
