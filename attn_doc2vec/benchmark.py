@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import pickle
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -182,6 +183,16 @@ def run_isolated(spec: RunSpec) -> RunResult:
         return pool.apply(run, (spec,))
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel stop this process when the one that spawned it dies (a killed benchmark
+    would otherwise leave its ranks training)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     import socket
 
@@ -193,6 +204,7 @@ def _free_port() -> int:
 def _run_rank(rank: int, spec: RunSpec, port: int, result_file: str) -> None:
     import torch.distributed as dist
 
+    _die_with_parent()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=spec.processes)
     try:
