@@ -8,7 +8,7 @@ is a flag, generated from attn_doc2vec.Doc2VecConfig.
 Ctrl-C stops after the current batch and saves a checkpoint that --resume continues
 exactly; --save-every N also saves every N epochs.
 
-Under torchrun (``torchrun --nproc-per-node N scripts/train.py ...``) the N processes train one
+Under torchrun (torchrun --nproc-per-node N scripts/train.py ...) the N processes train one
 model together (attn_doc2vec.distributed); rank 0 prints and writes the checkpoint, after every
 epoch unless --save-every says otherwise, and Ctrl-C leaves the latest of those.
 """
