@@ -136,6 +136,25 @@ def refine_table() -> str:
     return "\n".join(lines)
 
 
+def ngrams_table() -> str:
+    """``scripts/probe_ngrams.py`` runs: each (data set, model, n-grams appended) over seeds, with its files."""
+    groups: dict[tuple, list[tuple]] = {}
+    for path in sorted(RESULTS.glob("probe-ngrams-*.json")):
+        data = json.loads(path.read_text())
+        args = data["args"]
+        for run in data["runs"]:
+            key = (args["dataset"], args["subset"], args["epochs"] or 20, run["model"], run["ngrams"])
+            groups.setdefault(key, []).append((args["seed"], run["accuracy"], path,
+                                               data["provenance"].get("commit", "unknown")[:7]))
+    lines = ["| data set | documents | epochs | model | n-grams appended | seeds | % (mean ± std) | per seed "
+             "| commits |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |"]
+    for (dataset, subset, epochs, model, ngrams), runs in sorted(groups.items()):
+        appended = {1: "none", 2: "bigrams"}.get(ngrams, f"2- to {ngrams}-grams")
+        lines.append(f"| {dataset} | {subset} | {epochs} | {model} | {appended} | {_seed_cells(dataset, runs)} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -158,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
               "round6-mean": table(["20news-3000-mean-docshare*.json", "20news-full-mean-docshare*.json"]),
               "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error"),
               "round7-refine": refine_table(),
-              "round7-imdb": explore_summary(["explore-imdb-5000-*-w10.json"])}
+              "round7-imdb": explore_summary(["explore-imdb-5000-*-w10.json"]),
+              "round8-ngrams": ngrams_table()}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
