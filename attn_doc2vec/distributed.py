@@ -23,9 +23,10 @@ averaging of distributed word2vec implementations): an average divides the step 
 ranks moved by their number, so that ``N`` processes would train like one process at ``1/N`` of the learning
 rate on frequent words. A sum applies every example's update once, as threads sharing one table do
 (Hogwild; gensim's workers), only later: between two synchronisations a rank does not see the others'
-changes. Row-wise Adagrad's squared-gradient sums add up exactly. Exchanging whole tables is simple and
-its cost, ``2 (N − 1) / N`` times the tables' size per synchronisation, is measured in docs/benchmarks.md;
-exchanging only the rows a rank touched would cut it on large vocabularies.
+changes. Row-wise Adagrad's squared-gradient sums add up exactly. Exchanging whole tables is simple; its
+cost, ``2 (N − 1) / N`` times the tables' size per synchronisation, is not measured yet on a quiet machine
+(docs/benchmarks.md gives the accuracy figures); exchanging only the rows a rank touched would cut it on large
+vocabularies.
 """
 
 from __future__ import annotations
