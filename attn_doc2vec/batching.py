@@ -30,22 +30,63 @@ class DeviceCorpus:
     """
 
     tokens: Tensor  # (N,) int32 word rows
-    docs: Tensor  # (N,) int32 document index of each token
+    docs: Tensor | None  # (N,) int32 document index of each token (None: not built, see from_encoded)
     offsets: Tensor  # (n_docs + 1,) int64
     tags: Tensor  # (n_docs, T) int64 document-vector rows, -1 padded
 
     @classmethod
-    def from_encoded(cls, encoded: EncodedCorpus, device: torch.device) -> DeviceCorpus:
-        """Move an encoded corpus to ``device``."""
+    def from_encoded(cls, encoded: EncodedCorpus, device: torch.device, with_docs: bool = True) -> DeviceCorpus:
+        """Move an encoded corpus to ``device`` (``with_docs=False``: without the per-token document index,
+        for a corpus trained in blocks, :meth:`select`)."""
         offsets = torch.as_tensor(encoded.offsets, dtype=torch.int64, device=device)
-        lengths = offsets[1:] - offsets[:-1]
-        docs = torch.repeat_interleave(torch.arange(len(lengths), dtype=torch.int32, device=device), lengths)
         tokens = torch.as_tensor(encoded.tokens, device=device).to(torch.int32)
         tags = torch.as_tensor(encoded.tags, dtype=torch.int64, device=device)
-        return cls(tokens=tokens, docs=docs, offsets=offsets, tags=tags)
+        return cls(tokens=tokens, docs=_token_docs(offsets) if with_docs else None, offsets=offsets, tags=tags)
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
+
+    def select(self, documents: Tensor) -> DeviceCorpus:
+        """The corpus of ``documents`` (indices, in this order): their tokens gathered, their tag rows kept."""
+        starts = self.offsets[documents]
+        lengths = self.offsets[documents + 1] - starts
+        offsets = torch.zeros(documents.shape[0] + 1, dtype=torch.int64, device=starts.device)
+        torch.cumsum(lengths, dim=0, out=offsets[1:])
+        index = torch.repeat_interleave(starts - offsets[:-1], lengths)  # each token's shift, then its source
+        index += torch.arange(index.shape[0], device=index.device)
+        return DeviceCorpus(tokens=self.tokens[index], docs=_token_docs(offsets), offsets=offsets,
+                            tags=self.tags[documents])
+
+
+def _token_docs(offsets: Tensor) -> Tensor:
+    """``(N,)`` int32 index of each token's document."""
+    lengths = offsets[1:] - offsets[:-1]
+    return torch.repeat_interleave(torch.arange(lengths.shape[0], dtype=torch.int32, device=offsets.device), lengths)
+
+
+def epoch_blocks(offsets: Tensor, block: int, generator: torch.Generator) -> list[Tensor]:
+    """Deal the documents, in one random order, into blocks of about ``block`` tokens each (whole documents:
+    a block closes at the first document that reaches ``block`` tokens); each block's document indices are
+    sorted, so that it reads its corpus in order.
+
+    Parameters
+    ----------
+    offsets : Tensor
+        ``(n_docs + 1,)`` the corpus's document offsets.
+    block : int
+        Tokens per block (``Doc2VecConfig.epoch_block``).
+    generator : torch.Generator
+        Draws the order.
+    """
+    lengths = offsets[1:] - offsets[:-1]
+    order = torch.randperm(lengths.shape[0], generator=generator, device=offsets.device)
+    ends = torch.cumsum(lengths[order], 0)
+    cuts, start, done, n = [], 0, 0, order.shape[0]
+    while start < n:  # one step per block: a block ends with the first document whose end reaches `block` more
+        end = min(int(torch.searchsorted(ends, done + block, side="left")) + 1, n)
+        cuts.append(torch.sort(order[start:end]).values)
+        done, start = int(ends[end - 1]), end
+    return cuts
 
 
 @dataclass

@@ -77,6 +77,12 @@ class Doc2VecConfig:
         Training across processes (``torchrun``, :mod:`attn_doc2vec.distributed`): each process's batches
         between two synchronisations of the shared tables (words, outputs, attention), where the processes
         add up what each changed. Fewer means fresher tables and more traffic. No effect in one process.
+    epoch_block : int
+        Token positions an epoch prepares at a time. A corpus (or a process's shard) with more tokens is
+        trained in blocks of whole documents: each epoch deals the documents, in random order, into blocks of
+        about this many tokens, and each block is downsampled, shuffled and cut into batches on its own, so an
+        epoch's temporaries (about 100 bytes a position) stay bounded however large the corpus is. A corpus
+        no larger than one block is shuffled whole, as before. 0: always the whole corpus at once.
     doc_share : float or None
         PV-DM: the document vectors' fixed share of the context vector, the words sharing the
         rest; None gives the design's default: every input the same share for ``mean``/``sum``/``wordpos``
@@ -163,6 +169,7 @@ class Doc2VecConfig:
     backend: str = "auto"
     workers: int | None = None
     sync_every: int = 8
+    epoch_block: int = 2**21
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
@@ -259,6 +266,7 @@ class Doc2VecConfig:
             )
         _check_int(self, "workers", 1, optional=True)
         _check_int(self, "sync_every", 1)
+        _check_int(self, "epoch_block", 0)
         _check_float(self, "attention_alpha", 0.0)
         low = 0 if self.context == "attention" else 0 + 1e-300  # only 'attention' has another document part
         if self.doc_share is not None and (isinstance(self.doc_share, bool) or not (

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples
+from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples, epoch_blocks
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import EncodedCorpus
 from attn_doc2vec.distributed import TableSync
@@ -316,7 +316,8 @@ class Trainer:
                              "interruptible=False (checkpoints at epoch ends resume it).")
         self.schedule = schedule
         self.sync = sync
-        corpus = DeviceCorpus.from_encoded(encoded, self.device)
+        blocked = 0 < self.config.epoch_block < len(encoded.tokens)  # blocks gather their own document index
+        corpus = DeviceCorpus.from_encoded(encoded, self.device, with_docs=not blocked)
         docs = self.module.doc_vectors.data if doc_vectors is None else doc_vectors
         total_words = epochs * encoded.raw_words
         history: list[EpochStats] = []
@@ -378,24 +379,15 @@ class Trainer:
                 logger.warning("the random state of the interrupted epoch %d is not available on %s: it restarts "
                                "from its first batch", schedule.epoch + 1, generator.device)
             schedule.batch, schedule.epoch_rng = 0, generator.get_state()
-        kept = self.sampler.downsample(corpus)
-        slots = pairs = None
-        if self.module.dm:
-            positions = torch.arange(len(kept), device=self.device)
-        else:
-            positions, slots = dbow_examples(kept)
-            if self.config.dbow_words and update_shared:  # inference: gensim's pairs there move nothing
-                pairs = self.sampler.skipgram_pairs(kept)
-        n_doc = positions.shape[0]
-        n = n_doc + (0 if pairs is None else pairs.shape[0])  # PV-DBOW: the skip-gram pairs are examples n_doc..
-        # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it
-        # (pool_group > 1: runs of a document's positions, in random order).
-        if self.module.dm:
-            order = self.sampler.epoch_order(kept)
-        else:  # dbow_words: the pairs outnumber the words ~window + 1 times, so their order is int32 where it fits
-            small = pairs is not None and n < 2**31
-            order = torch.randperm(n, generator=generator, device=self.device,
-                                   dtype=torch.int32 if small else torch.int64)
+        blocks = None
+        if self.config.epoch_block and len(corpus) > self.config.epoch_block:
+            blocks = epoch_blocks(corpus.offsets, self.config.epoch_block, generator)
+            base = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+            counts = [self._prepare(corpus.select(block), update_shared, self._block_generator(base, k), order=False)[4]
+                      for k, block in enumerate(blocks)]
+        else:  # the whole corpus at once, from the epoch's generator
+            whole = self._prepare(corpus, update_shared)
+            counts = [whole[4]]
         if resumed:
             generator.set_state(now)
         batch_size = self.config.batch_size
@@ -403,7 +395,8 @@ class Trainer:
             # Inference trains few document vectors, each used by many examples: keep a document's
             # expected uses per batch within row_update_cap, so a lone document is not averaged away.
             batch_size = min(batch_size, self.config.row_update_cap * docs.shape[0])
-        n_batches = math.ceil(n / batch_size)
+        block_batches = [math.ceil(count / batch_size) for count in counts]
+        n_batches = sum(block_batches)
         sync = self.sync if update_shared else None
         if sync is not None:
             sync.begin_epoch(n_batches)
@@ -414,32 +407,86 @@ class Trainer:
         words_done = raw_words * schedule.batch // max(n_batches, 1)
         step = self._step(docs, update_shared)
         examples = 0
-        for i in range(schedule.batch, n_batches):
-            alpha = start_alpha - (start_alpha - end_alpha) * (epoch + i / n_batches) / epochs
-            pick = order[i * batch_size:(i + 1) * batch_size]
-            if self.module.dm:
-                batch = self.sampler.pvdm_batch(kept, positions[pick])
-            elif pairs is None:
-                batch = self.sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick])
+        first = 0  # the global index of the block's first batch
+        for k, block_n in enumerate(block_batches):
+            if first + block_n <= schedule.batch:  # done before an interruption
+                first += block_n
+                continue
+            if blocks is None:
+                kept, positions, slots, pairs, n, order = whole
             else:
-                docs_pick, pairs_pick = pick[pick < n_doc], pick[pick >= n_doc] - n_doc
-                batch = self.sampler.dbow_batch(kept, positions[docs_pick],
-                                                None if slots is None else slots[docs_pick], pairs[pairs_pick])
-            loss += step(batch, alpha)
-            if sync is not None:
-                sync.after_batch(i)
-            examples += pick.shape[0]
-            schedule.batch = i + 1
-            words = raw_words * (i + 1) // n_batches
-            bar.update(words - words_done)
-            words_done = words
-            if stop[0] and i + 1 < n_batches:
-                return float(loss), examples, alpha
+                kept, positions, slots, pairs, n, order = self._prepare(
+                    corpus.select(blocks[k]), update_shared, self._block_generator(base, k))
+            n_doc = positions.shape[0]
+            for i in range(max(schedule.batch, first), first + block_n):
+                alpha = start_alpha - (start_alpha - end_alpha) * (epoch + i / n_batches) / epochs
+                j = i - first
+                pick = order[j * batch_size:(j + 1) * batch_size]
+                if self.module.dm:
+                    batch = self.sampler.pvdm_batch(kept, positions[pick])
+                elif pairs is None:
+                    batch = self.sampler.dbow_batch(kept, positions[pick], None if slots is None else slots[pick])
+                else:
+                    docs_pick, pairs_pick = pick[pick < n_doc], pick[pick >= n_doc] - n_doc
+                    batch = self.sampler.dbow_batch(kept, positions[docs_pick],
+                                                    None if slots is None else slots[docs_pick], pairs[pairs_pick])
+                loss += step(batch, alpha)
+                if sync is not None:
+                    sync.after_batch(i)
+                examples += pick.shape[0]
+                schedule.batch = i + 1
+                words = raw_words * (i + 1) // n_batches
+                bar.update(words - words_done)
+                words_done = words
+                if stop[0] and i + 1 < n_batches:
+                    return float(loss), examples, alpha
+            first += block_n
         bar.update(raw_words - words_done)
         if sync is not None:
             sync.end_epoch()
         schedule.epoch, schedule.batch, schedule.epoch_rng = epoch + 1, 0, None
         return float(loss), examples, alpha
+
+    def _prepare(self, corpus: DeviceCorpus, update_shared: bool, generator: torch.Generator | None = None,
+                 order: bool = True) -> tuple:
+        """An epoch's (or a block's) examples: ``(kept, positions, slots, pairs, n, order)``: the downsampled
+        corpus, the PV-DM positions or PV-DBOW (position, tag slot) examples, the skip-gram pairs of
+        ``dbow_words``, the number of examples and their random order (None with ``order=False``), drawn from
+        ``generator`` (default: the sampler's)."""
+        saved = self.sampler.generator
+        if generator is not None:
+            self.sampler.generator = generator
+        try:
+            kept = self.sampler.downsample(corpus)
+            slots = pairs = None
+            if self.module.dm:
+                positions = torch.arange(len(kept), device=self.device)
+            else:
+                positions, slots = dbow_examples(kept)
+                if self.config.dbow_words and update_shared:  # inference: gensim's pairs there move nothing
+                    pairs = self.sampler.skipgram_pairs(kept)
+            n_doc = positions.shape[0]
+            n = n_doc + (0 if pairs is None else pairs.shape[0])  # PV-DBOW: the skip-gram pairs are n_doc..
+            if not order:
+                return kept, positions, slots, pairs, n, None
+            # A fresh order every epoch: a batch then mixes many documents, so few rows repeat in it
+            # (pool_group > 1: runs of a document's positions, in random order).
+            if self.module.dm:
+                ranks = self.sampler.epoch_order(kept)
+            else:  # dbow_words: the pairs outnumber the words ~window + 1 times: int32 order where it fits
+                small = pairs is not None and n < 2**31
+                ranks = torch.randperm(n, generator=self.sampler.generator, device=self.device,
+                                       dtype=torch.int32 if small else torch.int64)
+            return kept, positions, slots, pairs, n, ranks
+        finally:
+            self.sampler.generator = saved
+
+    def _block_generator(self, base: int, block: int) -> torch.Generator:
+        """The generator of an epoch's block ``block``: seeded from the epoch's draw ``base``, so that a block's
+        examples can be prepared again (counted first, rebuilt on resume) without replaying the others."""
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed((base + block) % 2**63)
+        return generator
 
     def _step(self, docs: Tensor, update_shared: bool) -> Callable[[Batch, float], Tensor | float]:
         """The backend's SGD step, ``step(batch, alpha) -> loss``: fused Numba kernels or the PyTorch reference."""

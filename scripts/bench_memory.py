@@ -4,7 +4,8 @@
 Builds the vocabulary of ``--corpus`` (one document per line, whitespace tokens), saves the model and writes a
 corpus store beside it, then trains one epoch in a new process for each source and reads its peak RSS from the
 operating system (``ru_maxrss``). A third process reports the peak RSS step by step while it sets up one epoch
-with the PyTorch sampler (after loading; the corpus on the device; the epoch's downsampling; the epoch's order).
+with the PyTorch sampler (after loading; the corpus on the device; for a corpus larger than ``epoch_block``, the
+first block gathered; its downsampling; its order).
 Writes a JSON result file with the command, commit and versions.
 
     python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json results/memory.json
@@ -29,6 +30,31 @@ def peak_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+class AnonymousPeak:
+    """The peak of the process's anonymous resident memory (``RssAnon``: what it allocated, without the pages of
+    mapped files, which the kernel can drop and read again), sampled every ``interval`` seconds by a thread."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import threading
+
+        self.peak_kb, self.interval, self._stop = 0, interval, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            self._stop.wait(self.interval)
+
+    def stop_mb(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb // 1024
+
+
 def child(mode: str, corpus: str, work: Path) -> dict:
     """One measurement in this process (``mode``: prepare, file, store or steps)."""
     import torch
@@ -43,24 +69,33 @@ def child(mode: str, corpus: str, work: Path) -> dict:
         return {"documents": model.corpus_count, "words": model.corpus_total_words}
     model = Doc2Vec.load(work / "model")
     if mode == "steps":
-        from attn_doc2vec.batching import DeviceCorpus, Sampler
+        from attn_doc2vec.batching import DeviceCorpus, Sampler, epoch_blocks
         from attn_doc2vec.store import open_corpus_store
         from attn_doc2vec.training import make_generator
 
         steps = {"loaded": peak_mb()}
-        corpus_t = DeviceCorpus.from_encoded(open_corpus_store(work / "store", model.vocab), torch.device("cpu"))
+        encoded = open_corpus_store(work / "store", model.vocab)
+        block = model.config.epoch_block
+        blocked = 0 < block < len(encoded.tokens)  # as Trainer.run: a blocked corpus has no per-token document index
+        corpus_t = DeviceCorpus.from_encoded(encoded, torch.device("cpu"), with_docs=not blocked)
         steps["corpus"] = peak_mb()
-        sampler = Sampler.from_vocab(model.vocab, model.config, make_generator(0, torch.device("cpu")))
+        generator = make_generator(0, torch.device("cpu"))
+        sampler = Sampler.from_vocab(model.vocab, model.config, generator)
         sampler.pool_sample, sampler.pool_group = model.config.pool_sample, model.config.pool_group
+        if blocked:  # the first block of an epoch, as Trainer._prepare
+            corpus_t = corpus_t.select(epoch_blocks(corpus_t.offsets, block, generator)[0])
+            steps["block gathered"] = peak_mb()
         kept = sampler.downsample(corpus_t)
         steps["downsampled"] = peak_mb()
         sampler.epoch_order(kept)
         steps["epoch order"] = peak_mb()
-        return {"peak_rss_mb_by_step": steps}
+        return {"peak_rss_mb_by_step": steps, "epoch_block": block, "blocked": blocked}
+    anonymous = AnonymousPeak()
     t0 = time.perf_counter()
     source = {"corpus_file": corpus} if mode == "file" else {"corpus_store": work / "store"}
-    model.train(**source, total_examples=model.corpus_count, epochs=1, progress=False)
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb()}
+    history = model.train(**source, total_examples=model.corpus_count, epochs=1, progress=False)
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb(), "peak_anonymous_mb": anonymous.stop_mb(),
+            "words_per_second": history[-1].words_per_second if history else None}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attn_doc2vec import TaggedDocument
-from attn_doc2vec.batching import UINT32_RANGE, DeviceCorpus, Sampler, dbow_examples
+from attn_doc2vec.batching import UINT32_RANGE, DeviceCorpus, Sampler, dbow_examples, epoch_blocks
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import build_vocabulary, encode
 from attn_doc2vec.training import make_generator
@@ -38,6 +38,37 @@ def test_device_corpus_knows_each_tokens_document() -> None:
     assert corpus.docs.tolist() == [0, 0, 0, 1, 2, 2, 2, 2]
     assert corpus.offsets.tolist() == [0, 3, 4, 8]
     assert len(corpus) == 8
+
+
+@pytest.mark.parametrize("block", [1, 10, 37, 1000])
+def test_epoch_blocks_deal_every_document_once_in_blocks_of_about_block_tokens(block: int) -> None:
+    """Whole documents in random order; a block closes with the first document that brings it to ``block``
+    tokens, so every block but the last has at least ``block`` and fewer than ``block`` + its last document."""
+    lengths = torch.as_tensor(np.random.default_rng(1).integers(0, 30, 200))
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(lengths, 0)])
+    blocks = epoch_blocks(offsets, block, make_generator(3, CPU))
+    assert torch.equal(torch.cat(blocks).sort().values, torch.arange(200))
+    assert all(torch.equal(b, b.sort().values) for b in blocks)  # each block reads the corpus in order
+    sizes = [int(lengths[b].sum()) for b in blocks]
+    assert all(s >= block for s in sizes[:-1]) and len(blocks) <= sum(sizes) // block + 1
+    again = epoch_blocks(offsets, block, make_generator(3, CPU))
+    assert all(torch.equal(a, b) for a, b in zip(blocks, again, strict=True))
+    if block == 37:  # the documents are dealt in a random order, not in the corpus's
+        assert not torch.equal(torch.cat(blocks), torch.arange(200))
+
+
+def test_a_selected_block_holds_its_documents_tokens_and_tags() -> None:
+    docs = random_docs([3, 0, 5, 2, 4])
+    _, corpus, _ = prepare(docs)
+    block = corpus.select(torch.tensor([4, 1, 2]))
+    assert block.offsets.tolist() == [0, 4, 4, 9]
+    assert block.docs.tolist() == [0] * 4 + [2] * 5
+    torch.testing.assert_close(block.tokens, torch.cat([corpus.tokens[10:14], corpus.tokens[3:8]]))
+    assert block.tokens.dtype == torch.int32
+    assert torch.equal(block.tags, corpus.tags[[4, 1, 2]])
+    no_index = DeviceCorpus.from_encoded(encode(docs, prepare(docs)[0]), CPU, with_docs=False)
+    assert no_index.docs is None
+    assert no_index.select(torch.tensor([0, 3])).docs.tolist() == [0, 0, 0, 1, 1]
 
 
 def test_device_corpus_is_int32_without_copying_the_tokens_and_batches_are_int64() -> None:

@@ -478,11 +478,13 @@ def test_resume_from_an_epoch_checkpoint_is_exact(topic_docs, tmp_path, context)
         resumed.resume_training(docs)
 
 
-@pytest.mark.parametrize("extra", [{}, dict(dm=0, dbow_words=1)], ids=["default", "dbow_words"])
+@pytest.mark.parametrize("extra", [{}, dict(dm=0, dbow_words=1), dict(epoch_block=200, sample=1e-2)],
+                         ids=["default", "dbow_words", "blocks"])
 def test_ctrl_c_stops_between_batches_and_resumes_exactly(topic_docs, tmp_path, extra) -> None:
     """A real SIGINT in the middle of epoch 2: training stops after the current batch, the saved
     checkpoint records the position, and resuming it gives the uninterrupted model (dbow_words: the
-    interrupted epoch's skip-gram pairs drawn again)."""
+    interrupted epoch's skip-gram pairs drawn again; blocks: the epoch's blocks dealt again, the first one
+    skipped, the second downsampled and shuffled again)."""
     import signal
 
     from attn_doc2vec.training import TrainingInterrupted

@@ -54,23 +54,30 @@ def long_docs():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_every_token_is_a_target_once_per_epoch(long_docs, monkeypatch, backend: str) -> None:
-    trainer, encoded = make_trainer(long_docs, batch_size=4096, backend=backend)
+@pytest.mark.parametrize("epoch_block", [0, 4000], ids=["whole", "blocks"])
+def test_every_token_is_a_target_once_per_epoch(long_docs, monkeypatch, backend: str, epoch_block: int) -> None:
+    """Every position once per epoch, whether the epoch shuffles the whole corpus or deals it in blocks (the
+    long document is then a block of its own: documents are never cut)."""
+    trainer, encoded = make_trainer(long_docs, batch_size=4096, backend=backend, epoch_block=epoch_block)
     assert encoded.lengths().tolist() == [25_000, 3, 1]
-    seen = []
+    seen: list[list[torch.Tensor]] = []  # per epoch
     sampler_class = type(trainer.sampler)  # the numba backend cuts batches with its own FusedSampler
     original = sampler_class.pvdm_batch
 
     def record(self, corpus, positions):
-        seen.append(positions.clone())
+        # (document row, token) of each target: a block numbers its positions from 0, its tags say whose
+        docs = corpus.tags[corpus.docs[positions].long(), 0]
+        seen[-1].append(docs * 1000 + corpus.tokens[positions].long())
         return original(self, corpus, positions)
 
     monkeypatch.setattr(sampler_class, "pvdm_batch", record)
-    stats = trainer.run(encoded, 2, 0.025, 0.0001, progress=False)
-    per_epoch = len(seen) // 2
-    for epoch in range(2):
-        targets = torch.cat(seen[epoch * per_epoch:(epoch + 1) * per_epoch]).sort().values
-        assert torch.equal(targets, torch.arange(25_004))
+    stats = trainer.run(encoded, 2, 0.025, 0.0001, progress=False, on_epoch_begin=lambda _: seen.append([]))
+    expected = (torch.repeat_interleave(torch.arange(3), torch.as_tensor(encoded.lengths())) * 1000
+                + torch.as_tensor(encoded.tokens).long()).sort().values
+    for batches in seen:
+        assert torch.equal(torch.cat(batches).sort().values, expected)
+        # whole: ceil(25,004 / 4096) batches; blocks: one more when the short documents make a block of their own
+        assert len(batches) == 7 if not epoch_block else len(batches) in (7, 8)
     assert [s.examples for s in stats] == [25_004, 25_004]
     assert all(s.raw_words == 25_004 for s in stats)
 
@@ -139,12 +146,15 @@ def record_steps(monkeypatch, record) -> None:
     monkeypatch.setattr(Trainer, "_step", wrapped)
 
 
-def test_learning_rate_decays_linearly_over_all_epochs(topic_docs, monkeypatch) -> None:
-    trainer, encoded = make_trainer(topic_docs, batch_size=500)
+@pytest.mark.parametrize("epoch_block, batches", [(0, 8), (1000, 3 * 3 + 2)], ids=["whole", "blocks"])
+def test_learning_rate_decays_linearly_over_all_epochs(topic_docs, monkeypatch, epoch_block, batches) -> None:
+    """One straight line over every batch of every epoch; in blocks (60 documents of 60 words: three blocks of
+    17 documents, 3 batches each, then 9 documents in 2), over the blocks' batches together."""
+    trainer, encoded = make_trainer(topic_docs, batch_size=500, epoch_block=epoch_block)
     alphas = []
     record_steps(monkeypatch, lambda batch, alpha: alphas.append(alpha))
     stats = trainer.run(encoded, 3, 0.05, 0.01, progress=False)
-    assert len(alphas) == 3 * 8
+    assert len(alphas) == 3 * batches
     steps = np.diff(alphas)
     assert alphas[0] == 0.05
     np.testing.assert_allclose(steps, steps[0], rtol=1e-9)  # one straight line across epoch boundaries
@@ -184,10 +194,11 @@ def test_a_non_finite_loss_raises_naming_the_learning_rate(topic_docs, backend: 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_same_seed_gives_identical_tables(topic_docs, backend: str) -> None:
+@pytest.mark.parametrize("epoch_block", [0, 500], ids=["whole", "blocks"])
+def test_same_seed_gives_identical_tables(topic_docs, backend: str, epoch_block: int) -> None:
     results = []
     for seed in (4, 4, 5):
-        trainer, encoded = make_trainer(topic_docs, seed=seed, sample=1e-2, backend=backend)
+        trainer, encoded = make_trainer(topic_docs, seed=seed, sample=1e-2, backend=backend, epoch_block=epoch_block)
         trainer.run(encoded, 2, 0.025, 0.0001, progress=False)
         results.append(tables(trainer.module))
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])

@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Write a benchmark corpus as a text file, or a synthetic corpus of a chosen size drawn from it.
+
+Documents of a benchmark corpus of the shared data folder, tokenized as the benchmarks tokenize them, are
+written one per line, tokens separated by spaces: each once in the benchmarks' shuffled order, or with
+``--tokens N`` drawn with replacement (seeded) until the file holds at least N tokens. The data stays outside
+the project: write it to a scratch folder.
+
+    python scripts/synthetic_corpus.py --dataset imdb --out /tmp/imdb.txt                     # all 100,000 reviews
+    python scripts/synthetic_corpus.py --dataset imdb --tokens 50000000 --out /tmp/imdb-50M.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+
+def main(argv: list[str] | None = None) -> int:
+    from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="imdb", choices=["imdb", "20news"])
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--tokens", type=int, default=None,
+                        help="draw documents with replacement until this many tokens (default: each document once)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="the text file to write (must not exist)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.exists():
+        parser.error(f"{out} exists: choose a new file")
+    lines = [" ".join(doc.words) for doc in load_dataset(args.dataset, args.data_dir) if doc.words]
+    lengths = [line.count(" ") + 1 for line in lines]
+    rng = random.Random(args.seed)
+    target = sum(lengths) if args.tokens is None else args.tokens
+    written = documents = 0
+    with open(out, "w", encoding="utf-8") as f, tqdm(total=target, unit="token", unit_scale=True) as bar:
+        while written < target:
+            i = documents if args.tokens is None else rng.randrange(len(lines))
+            f.write(lines[i])
+            f.write("\n")
+            written += lengths[i]
+            documents += 1
+            bar.update(lengths[i])
+    how = "each once" if args.tokens is None else f"drawn with replacement, seed {args.seed}"
+    print(f"wrote {out}: {documents:,} documents, {written:,} tokens ({len(lines):,} {args.dataset} documents, {how})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
