@@ -124,3 +124,29 @@ def test_console_command_dispatches_and_is_installed(capsys):
     assert exit_info.value.code == 0 and "--save-every" in capsys.readouterr().out
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     assert scripts.get("attn-doc2vec") == "attn_doc2vec.cli:main"
+
+
+def test_synthetic_corpus_writes_each_document_once_or_draws_to_a_size(tmp_path):
+    """scripts/synthetic_corpus.py: the benchmark's tokenized documents one per line, each once, or drawn with
+    replacement (seeded) until the file holds the tokens asked for."""
+    import gzip
+    import json
+
+    records = [{"text": f"Review {i}: not good, word{i}!", "split": "train", "label": i % 2} for i in range(20)]
+    with gzip.open(tmp_path / "imdb.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    script = [sys.executable, str(REPO / "scripts" / "synthetic_corpus.py"), "--data-dir", str(tmp_path)]
+    subprocess.run([*script, "--out", str(tmp_path / "all.txt")], check=True, capture_output=True)
+    lines = (tmp_path / "all.txt").read_text(encoding="utf-8").splitlines()
+    assert sorted(lines) == sorted(f"review {i} : not good , word{i} !" for i in range(20))
+    drawn = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        out = tmp_path / f"{name}.txt"
+        subprocess.run([*script, "--tokens", "500", "--seed", str(seed), "--out", str(out)], check=True,
+                       capture_output=True)
+        drawn[name] = out.read_text(encoding="utf-8").splitlines()
+        assert 500 <= sum(len(line.split()) for line in drawn[name]) < 500 + 8  # stops at the first line past 500
+        assert set(drawn[name]) <= set(lines)
+    assert drawn["a"] == drawn["b"] and drawn["a"] != drawn["c"]  # the seed decides the draws
+    failed = subprocess.run([*script, "--out", str(tmp_path / "a.txt")], capture_output=True, text=True)
+    assert failed.returncode != 0 and "exists: choose a new file" in failed.stderr
