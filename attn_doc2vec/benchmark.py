@@ -84,6 +84,7 @@ class RunResult:
     peak_rss_mb: float
     infer_seconds: float | None = None
     config: dict[str, Any] | None = None  # our models: the whole resolved configuration, defaults included
+    sync_seconds: float | None = None  # our models across processes: rank 0's seconds adding up the changes
     train_vectors: np.ndarray | None = field(default=None, repr=False)
     test_vectors: np.ndarray | None = field(default=None, repr=False)
     train_labels: np.ndarray | None = field(default=None, repr=False)
@@ -95,7 +96,7 @@ class RunResult:
         return {**asdict(self.spec), "params": params, "accuracy": self.accuracy,
                 "error": 1 - self.accuracy, "train_seconds": self.train_seconds,
                 "words_per_second": self.words_per_second, "peak_rss_mb": self.peak_rss_mb,
-                "infer_seconds": self.infer_seconds, "config": self.config}
+                "infer_seconds": self.infer_seconds, "sync_seconds": self.sync_seconds, "config": self.config}
 
 
 def classify(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray) -> float:
@@ -124,6 +125,7 @@ def run(spec: RunSpec) -> RunResult:
         corpus = [type(d)(d.words, [i], d.split, d.label) for i, d in enumerate(train + unsup)]
     params = spec.params()
     library = MODELS[spec.model]["library"]
+    sync_seconds = None
     if library == "gensim":
         from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
 
@@ -138,8 +140,10 @@ def run(spec: RunSpec) -> RunResult:
         model = Doc2Vec(seed=spec.seed, **params)
         model.build_vocab(corpus)
         t0 = time.perf_counter()
-        model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
+        history = model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
         train_seconds = time.perf_counter() - t0
+        if spec.processes > 1:
+            sync_seconds = sum(h.sync_seconds for h in history)
     words = model.corpus_total_words * params["epochs"]
     infer_seconds = None
     if spec.protocol == "transductive":
@@ -158,7 +162,7 @@ def run(spec: RunSpec) -> RunResult:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return RunResult(spec=spec, accuracy=accuracy, train_seconds=train_seconds,
                      words_per_second=words / train_seconds, peak_rss_mb=peak, infer_seconds=infer_seconds,
-                     config=None if library == "gensim" else model.config.to_dict(),
+                     config=None if library == "gensim" else model.config.to_dict(), sync_seconds=sync_seconds,
                      train_vectors=train_x, test_vectors=test_x, train_labels=train_y, test_labels=test_y)
 
 

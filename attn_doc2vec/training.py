@@ -63,6 +63,8 @@ class EpochStats:
     compile_seconds : float
         Part of ``seconds`` spent in the CPU kernels' first calls in the process (compiling or loading
         them from Numba's cache); :attr:`words_per_second` leaves it out.
+    sync_seconds : float
+        Part of ``seconds`` spent adding up the processes' changes (training across processes; 0 alone).
     """
 
     epoch: int
@@ -72,6 +74,7 @@ class EpochStats:
     seconds: float
     alpha: float
     compile_seconds: float = 0.0
+    sync_seconds: float = 0.0
 
     @property
     def mean_loss(self) -> float:
@@ -333,6 +336,7 @@ class Trainer:
                 if on_epoch_begin is not None:
                     on_epoch_begin(epoch)
                 t0, compiled0 = time.perf_counter(), first_call_seconds()
+                synced0 = 0.0 if sync is None else sync.seconds
                 loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, schedule, bar,
                                                     encoded.raw_words, stop)
                 if doc_vectors is None and self.module.pools_documents:
@@ -348,7 +352,8 @@ class Trainer:
                     raise TrainingInterrupted(schedule)
                 stats = EpochStats(epoch=epoch, loss=loss, examples=examples, raw_words=raw_words,
                                    seconds=time.perf_counter() - t0, alpha=alpha,
-                                   compile_seconds=first_call_seconds() - compiled0)
+                                   compile_seconds=first_call_seconds() - compiled0,
+                                   sync_seconds=0.0 if sync is None else sync.seconds - synced0)
                 # loss per prediction of zero output vectors: log 2 per output row (hs: at most the longest path)
                 hs_rows = 0 if self.sampler.hs_mask is None else self.sampler.hs_mask.shape[1]
                 untrained = ((1 + self.config.negative) * (self.config.negative > 0) + hs_rows) * math.log(2)

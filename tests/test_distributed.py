@@ -50,18 +50,20 @@ def _train_rank(rank: int, world_size: int, port: int, folder: str, scenario: st
             model = Doc2Vec(context="mean", vector_size=32, epochs=20, min_count=2, device="cpu", seed=3,
                             workers=1, alpha=0.05, sync_every=4)
             model.build_vocab(corpus)
-            model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs,
-                        callbacks=[lambda m: m.save(Path(folder) / "half") if m.epochs_trained == 10 else None])
+            history = model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs,
+                                  callbacks=[lambda m: m.save(Path(folder) / "half") if m.epochs_trained == 10
+                                             else None])
         else:  # the default design; a shared tag spans both shards; the last document is far longer
             corpus = [TaggedDocument(d.words, [d.tags[0], "all"]) for d in lee_corpus()[:60]]
             corpus.append(TaggedDocument([w for d in corpus for w in d.words], [len(corpus)]))
             model = Doc2Vec(vector_size=16, epochs=3, min_count=2, device="cpu", seed=3, workers=1,
                             batch_size=64, sync_every=3)
             model.build_vocab(corpus)
-            model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs)
+            history = model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs)
         state = model.module.state_dict()
         digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in state.values())).hexdigest()
-        (Path(folder) / f"rank{rank}.json").write_text(json.dumps({"digest": digest, "world": list(world())}))
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps({"digest": digest, "world": list(world()),
+                                                                  "sync_seconds": [h.sync_seconds for h in history]}))
         model.save(Path(folder) / "model")
     finally:
         dist.destroy_process_group()
@@ -124,6 +126,7 @@ def test_two_processes_train_one_model_whose_documents_find_themselves(mean_run)
     tmp_path, ranks = mean_run
     assert [r["world"] for r in ranks] == [[0, 2], [1, 2]]
     assert ranks[0]["digest"] == ranks[1]["digest"], "the processes' tables must end identical"
+    assert all(seconds > 0 for r in ranks for seconds in r["sync_seconds"])  # each epoch's share is reported
     meta = json.loads((tmp_path / "model" / "config.json").read_text())
     assert meta["state"]["world_size"] == 2 and meta["config"]["sync_every"] == 4
 
@@ -144,8 +147,9 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(mean_run):
     assert half.epochs_trained == 10 and not half.schedule.finished and half.world_size == 2
     corpus = lee_corpus()
     before = half.dv.vectors.copy()
-    half.resume_training(corpus)
+    history = half.resume_training(corpus)
     assert half.schedule.finished and half.epochs_trained == 20 and half.world_size == 1
+    assert [h.sync_seconds for h in history] == [0.0] * 10  # alone: nothing to add up
     assert not np.allclose(before, half.dv.vectors)
 
 
