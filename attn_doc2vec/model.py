@@ -207,10 +207,11 @@ class Doc2VecModule(nn.Module):
         out.index_add_(0, tags[valid], per_doc[doc_of])
         count = torch.zeros(n_rows, dtype=per_doc.dtype, device=per_doc.device)
         count.index_add_(0, tags[valid], torch.ones_like(doc_of, dtype=per_doc.dtype))
+        del per_doc
         if reduce is not None:
             reduce(out)
             reduce(count)
-        return out / count.clamp(min=1)[:, None]
+        return out.div_(count.clamp_(min=1)[:, None])  # in place: one (n_rows, D) table at a time
 
     def document_vectors(self, docs: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:
         """Each document's representation (``model.dv``): its free vector, mixed for ``attention`` with its
@@ -220,9 +221,13 @@ class Doc2VecModule(nn.Module):
             return docs
         pooled = self.pooled_docs if pooled is None else pooled
         s_d, s_p = self.layer.document_shares()
-        mixed = (s_d * docs + s_p * pooled) / (s_d + s_p)
+        mixed = torch.mul(pooled, s_p / (s_d + s_p))  # built in place: one (n_docs, D) temporary, not five
+        if s_d:
+            mixed.add_(docs, alpha=s_d / (s_d + s_p))
         # a document with no known word has nothing to pool (an exactly zero row): it keeps its free vector
-        return torch.where((pooled == 0).all(dim=1, keepdim=True), docs, mixed)
+        empty = ~pooled.any(dim=1)
+        mixed[empty] = docs[empty]
+        return mixed
 
     @property
     def concatenates(self) -> bool:

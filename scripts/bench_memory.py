@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Peak memory of training: one epoch from a text file against one from a corpus store, each in a fresh process.
 
-Builds the vocabulary of ``--corpus`` (one document per line, whitespace tokens), saves the model and writes a
-corpus store beside it, then trains one epoch in a new process for each source and reads its peak RSS from the
-operating system (``ru_maxrss``). A third process reports the peak RSS step by step while it sets up one epoch
-with the PyTorch sampler (after loading; the corpus on the device; for a corpus larger than ``epoch_block``, the
-first block gathered; its downsampling; its order).
+``prepare`` builds the vocabulary of ``--corpus`` (one document per line, whitespace tokens), saves the model
+and writes a corpus store beside it. ``file`` is a user's first run in a new process: build the vocabulary from
+the file and train one epoch from it. ``store`` loads the saved model in a new process and trains one epoch from
+the store. Each reports its peak RSS from the operating system (``ru_maxrss``: mapped files and shared
+libraries included) and the peak of its anonymous memory (``RssAnon``, sampled). ``steps`` reports the peak
+RSS step by step while it sets up one epoch with the PyTorch sampler (after loading; the corpus on the device;
+for a corpus larger than ``epoch_block``, the first block gathered; its downsampling; its order).
 Writes a JSON result file with the command, commit and versions.
 
     python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json results/memory.json
+    python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json again.json --modes file store
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class AnonymousPeak:
         return self.peak_kb // 1024
 
 
+MODES = ("prepare", "file", "store", "steps")
+
+
 def child(mode: str, corpus: str, work: Path) -> dict:
     """One measurement in this process (``mode``: prepare, file, store or steps)."""
     import torch
@@ -67,6 +73,15 @@ def child(mode: str, corpus: str, work: Path) -> dict:
         model.save(work / "model")
         model.write_corpus_store(work / "store", corpus_file=corpus)
         return {"documents": model.corpus_count, "words": model.corpus_total_words}
+    if mode == "file":  # the user's path: a fresh process builds the vocabulary from the file and trains from it
+        anonymous = AnonymousPeak()
+        model = Doc2Vec(epochs=1, workers=1, seed=0, device="cpu")
+        model.build_vocab(corpus_file=corpus)
+        vocab_peak = peak_mb()
+        t0 = time.perf_counter()
+        history = model.train(corpus_file=corpus, total_examples=model.corpus_count, epochs=1, progress=False)
+        return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb(), "peak_rss_mb_after_vocabulary":
+                vocab_peak, "peak_anonymous_mb": anonymous.stop_mb(), "words_per_second": history[-1].words_per_second}
     model = Doc2Vec.load(work / "model")
     if mode == "steps":
         from attn_doc2vec.batching import DeviceCorpus, Sampler, epoch_blocks
@@ -90,12 +105,12 @@ def child(mode: str, corpus: str, work: Path) -> dict:
         sampler.epoch_order(kept)
         steps["epoch order"] = peak_mb()
         return {"peak_rss_mb_by_step": steps, "epoch_block": block, "blocked": blocked}
+    loaded = peak_mb()
     anonymous = AnonymousPeak()
     t0 = time.perf_counter()
-    source = {"corpus_file": corpus} if mode == "file" else {"corpus_store": work / "store"}
-    history = model.train(**source, total_examples=model.corpus_count, epochs=1, progress=False)
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb(), "peak_anonymous_mb": anonymous.stop_mb(),
-            "words_per_second": history[-1].words_per_second if history else None}
+    history = model.train(corpus_store=work / "store", total_examples=model.corpus_count, epochs=1, progress=False)
+    return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb(), "peak_rss_mb_after_load": loaded,
+            "peak_anonymous_mb": anonymous.stop_mb(), "words_per_second": history[-1].words_per_second}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", required=True, help="text file, one document per line")
     parser.add_argument("--work", required=True, help="a new folder for the model and the store")
     parser.add_argument("--json", required=True, help="result file")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="measurements to run (without prepare, --work must hold a prepared model and store)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.work)
@@ -111,9 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from attn_doc2vec.cli import invocation, source_revision
 
-    work.mkdir(parents=True, exist_ok=False)
+    if "prepare" in args.modes:
+        work.mkdir(parents=True, exist_ok=False)
+    elif not (work / "model").is_dir() or not (work / "store").is_dir():
+        parser.error(f"{work} holds no prepared model and store: run with the prepare mode first")
     results = {}
-    for mode in ("prepare", "file", "store", "steps"):
+    for mode in args.modes:
         out = subprocess.run([sys.executable, __file__, "--corpus", args.corpus, "--work", str(work), "--json",
                               args.json, "--child", mode], check=True, capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
