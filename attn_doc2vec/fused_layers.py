@@ -160,7 +160,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     Record ``j`` of ``gd`` (document), ``urows``/``ugrad``/``uscore``/``ucontext`` (its distinct word rows,
     ``n_us[j]`` of them, with summed gradients), ``dectx`` (each context slot's score gradient), ``orows``/
     ``ograd`` (distinct output rows), ``gpool`` (``dL/d(pooled)``, for a shared pool row), ``gqd``/``dvec``
-    (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds seven ``(D,)`` scratch rows. ``shares`` is ``(s_d, s_c,
+    (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds eight ``(D,)`` scratch rows. ``shares`` is ``(s_d, s_c,
     s_p, pool_loss)``. Returns the loss.
     """
     n_tags = doc_slots.shape[1]
@@ -252,12 +252,24 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     if design == DOCLOSS:
         # the document alone predicts the target, weighted by what the context missed (no gradient)
         total += _own_loss(d, 1.0 - _sigmoid(z[0]), b, outputs, output_mask, ov, gq, gd[j])
-    # dL/d(pooled) = s_p gh, plus (pool_loss) the pooled words alone predicting the target, PV-DBOW's loss
-    pool_loss = design == POOLED and shares[3] > 0 and n_p > 0
+    # dL/d(pooled) = s_p gh, plus (pool_loss) the document's representation alone predicting the target, PV-DBOW's
+    # loss on y = (s_d d + s_p pooled) / (s_d + s_p) (model.dv's mix; y = pooled without a free vector)
+    pool_loss = design == POOLED and shares[3] > 0 and s_d + s_p > 0
     for k in range(dim):
         gP[k] = s_p * gh[k]
-    if pool_loss:
+    y = pooled
+    if pool_loss and s_d == 0:
         total += _own_loss(pooled, shares[3], b, outputs, output_mask, ov, gq, gP)
+    elif pool_loss:  # dL/dy splits between the free vector and the pooled words by their shares of y
+        y, gy = qd, vec[7]
+        y_d = s_d / (s_d + s_p)
+        for k in range(dim):
+            y[k] = y_d * d[k] + (1 - y_d) * pooled[k]
+            gy[k] = 0.0
+        total += _own_loss(y, shares[3], b, outputs, output_mask, ov, gq, gy)
+        for k in range(dim):
+            gP[k] += (1 - y_d) * gy[k]
+            gd[j, k] += y_d * gy[k]
     # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j pooled), summed over repeats of a row
     n_o = 0
     for jj in range(n_out):
@@ -273,7 +285,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             if design == DOCLOSS:
                 ograd[j, slot, k] += gq[jj] * d[k]
             elif pool_loss:
-                ograd[j, slot, k] += gq[jj] * pooled[k]
+                ograd[j, slot, k] += gq[jj] * y[k]
     n_os[j] = n_o
     # ---- backward into the inputs -------------------------------------------------------
     # h = s_d d + s_c sum_j p_j x_j + s_p sum_i q_i x_i
@@ -396,7 +408,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         # ---- pass 1: every example's record, in parallel (the tables are only read) ----
         n_chunks = max(1, min(n_batch, 4 * threads))  # (numba.get_num_threads() here would defeat the disk cache)
         for c in prange(n_chunks):
-            vec = np.empty((7, dim), f32)
+            vec = np.empty((8, dim), f32)
             p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
             q, gp = np.empty(n_pool, f32), np.empty(n_pool, f32)
             z, g, gq = np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32)
@@ -537,7 +549,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                         gflat[i] = 0.0
         return total
     # ---- example rule: each example's rows stepped at once (row-wise Adagrad, each row once per example) ----
-    vec = np.empty((7, dim), f32)
+    vec = np.empty((8, dim), f32)
     p, ga = np.empty(n_ctx, f32), np.empty(n_ctx, f32)
     q, gp = np.empty(n_pool, f32), np.empty(n_pool, f32)
     z, g, gq = np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32), np.empty(outputs.shape[1], f32)

@@ -14,10 +14,11 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
   sample per document per batch, shared by those examples (the target not excluded; Doc2VecC excludes it):
   the pooling is computed once per document instead of once per target.
 
-With ``pool_loss = λ > 0`` (config; 2 by default) the pooled words also predict the target on their own,
-PV-DBOW's objective on the pooled vector: the loss adds ``λ`` times the negative-sampling loss of
-``u = sum_i q_i x_i`` alone, so the context cannot take the document's part of the prediction away (measured
-+7.6 points on 20 Newsgroups, docs/attention-designs.md, round 5).
+With ``pool_loss = λ > 0`` (config; 2 by default) the document's representation also predicts the target on
+its own, PV-DBOW's objective: the loss adds ``λ`` times the negative-sampling loss of ``u = sum_i q_i x_i``
+alone (the pooled words; with a free vector, ``s_d > 0``, of ``model.dv``'s mix ``(s_d d + s_p u) / (s_d +
+s_p)``, so that the free vector learns PV-DBOW's way too), and the context cannot take the document's part of
+the prediction away (measured +7.6 points on 20 Newsgroups, docs/attention-designs.md, round 5).
 
 ``context_scores`` says how context words are scored: ``"word"`` (the default, ``c[w]``: one score per
 word), ``"word+position"`` (``c[w] + b[pos]``) or ``"shared"`` (the document's ``r[w]``). Measured on 20
@@ -108,8 +109,15 @@ class PooledAttention(ContextLayer):
         share = share / share.sum(1, keepdim=True).clamp(min=1e-12)  # a missing part gives its share away
         h = share[:, :1] * d + share[:, 1:2] * ctx + share[:, 2:] * pooled
         out = ContextOutput(h=h, doc_weight=share[:, 0], attention=p, word_weights=share[:, 1:2] * p)
-        if self.pool_loss > 0:  # the pooled words alone predict the target too (PV-DBOW's objective)
-            out.doc_query, out.doc_query_weight = pooled, self.pool_loss * has_pool.to(dtype)  # (no sample: no loss)
+        if self.pool_loss > 0:  # the document's representation alone predicts the target too (PV-DBOW's objective)
+            if self.shares[0] == 0:  # no free vector: the pooled words (no sample: no loss)
+                out.doc_query, out.doc_query_weight = pooled, self.pool_loss * has_pool.to(dtype)
+            else:  # model.dv's mix of the free vector and the pooled words, over the parts present
+                a_d, a_p = share[:, :1], share[:, 2:]
+                total = a_d + a_p
+                y_d = a_d / total.clamp(min=1e-12)
+                out.doc_query = y_d * d + (1 - y_d) * pooled
+                out.doc_query_weight = self.pool_loss * (total[:, 0] > 0).to(dtype)
         return out
 
     def context_score(self, words: Tensor, positions: Tensor) -> Tensor:
