@@ -99,8 +99,9 @@ class Doc2VecConfig:
         its own sample (the target excluded) and positions are shuffled freely. The default, 8, measured as
         accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains faster (docs/attention-designs.md).
     pool_loss : float
-        ``attention`` only: weight of a second loss in which the pooled document words alone predict the
-        target (PV-DBOW's objective on the attention-pooled vector; 0: none). The default, 2, measured 66.38 ±
+        ``attention`` only: weight of a second loss in which the document's representation alone predicts the
+        target (PV-DBOW's objective on the attention-pooled vector, or with ``doc_share`` > 0 on ``model.dv``'s
+        mix of the free vector and the pooled words; 0: none). The default, 2, measured 66.38 ±
         1.52 % on 20 Newsgroups (3,000 posts, 3 seeds) against 58.74 ± 1.08 without it (docs/attention-designs.md).
     context_dropout : float
         ``docquery`` only: training-time probability of hiding each context word.
