@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -344,19 +345,42 @@ def encode(documents: Iterable, vocab: Vocabulary) -> EncodedCorpus:
     ValueError
         If the corpus is empty.
     """
-    chunks: list[np.ndarray] = []
-    tag_rows: list[list[int]] = []
-    raw_words = 0
+    # One growing buffer instead of a list of small per-document arrays: those would be freed into the heap
+    # after the final concatenation and stay in the process's memory (measured +0.1 GB on 100,000 reviews).
+    tokens = np.empty(max(1024, min(int(getattr(vocab, "corpus_total_words", 0) or 0), 1 << 31)), dtype=np.int32)
+    lengths, tag_flat, tag_counts = array("q"), array("q"), array("q")
+    n = raw_words = 0
     for rows, tags, raw in encode_each(documents, vocab):
-        chunks.append(rows)
-        tag_rows.append(tags)
+        if n + rows.shape[0] > tokens.shape[0]:  # grow geometrically (a corpus larger than the vocabulary's)
+            grown = np.empty(max(2 * tokens.shape[0], n + rows.shape[0]), dtype=np.int32)
+            grown[:n] = tokens[:n]
+            tokens = grown
+        tokens[n:n + rows.shape[0]] = rows
+        n += rows.shape[0]
+        lengths.append(rows.shape[0])
+        tag_flat.extend(tags)
+        tag_counts.append(len(tags))
         raw_words += raw
-    if not chunks:
+    if not lengths:
         raise ValueError(EMPTY_CORPUS)
-    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
-    np.cumsum([len(c) for c in chunks], out=offsets[1:])
-    return EncodedCorpus(tokens=np.concatenate(chunks), offsets=offsets, tags=tag_matrix(tag_rows),
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.frombuffer(lengths, dtype=np.int64), out=offsets[1:])
+    if n < 0.9 * tokens.shape[0]:  # much unused room (out-of-vocabulary words, another corpus): a tight copy
+        tokens = tokens[:n].copy()
+    return EncodedCorpus(tokens=tokens[:n], offsets=offsets, tags=_tag_matrix_flat(tag_flat, tag_counts),
                          raw_words=raw_words)
+
+
+def _tag_matrix_flat(flat: array, counts: array) -> np.ndarray:
+    """:func:`tag_matrix` from the documents' tag rows one after another and each document's number of them."""
+    counts_np = np.frombuffer(counts, dtype=np.int64) if len(counts) else np.zeros(0, np.int64)
+    n_tags = max(1, int(counts_np.max(initial=1)))
+    tags = np.full((counts_np.shape[0], n_tags), -1, dtype=np.int64)
+    if len(flat):
+        doc = np.repeat(np.arange(counts_np.shape[0]), counts_np)
+        first = np.cumsum(counts_np) - counts_np
+        tags[doc, np.arange(len(flat)) - first[doc]] = np.frombuffer(flat, dtype=np.int64)
+    return tags
 
 
 def encode_words(word_lists: list[list[str]], vocab: Vocabulary) -> EncodedCorpus:

@@ -131,6 +131,19 @@ def test_long_documents_are_encoded_in_full() -> None:
     assert [vocab.wv.index_to_key[i] for i in encoded.tokens[:25_000]] == words
 
 
+def test_a_corpus_larger_than_the_vocabularys_is_encoded_whole() -> None:
+    """The token buffer starts at the vocabulary's corpus size and grows: a larger corpus loses nothing."""
+    vocab = build_vocabulary([TaggedDocument(["a", "b"], [0]), TaggedDocument(["c"], [1])], Doc2VecConfig(min_count=1))
+    rng = np.random.default_rng(1)
+    docs = [TaggedDocument(list(rng.choice(["a", "b", "c", "zzz"], size=int(n))), [int(i) % 2])
+            for i, n in enumerate(rng.integers(0, 400, size=30))]
+    encoded = encode(docs, vocab)
+    expected = [vocab.wv.key_to_index[w] for d in docs for w in d.words if w != "zzz"]
+    assert len(expected) > 2048 and encoded.tokens.tolist() == expected
+    assert encoded.lengths().tolist() == [sum(w != "zzz" for w in d.words) for d in docs]
+    assert encoded.tags[:, 0].tolist() == [i % 2 for i in range(30)]
+
+
 def test_encode_words_tags_each_list_by_position() -> None:
     vocab = build_vocabulary([TaggedDocument(["a", "b"], ["t"])], Doc2VecConfig(min_count=1))
     encoded = encode_words([["a"], ["nope"], ["b", "a"]], vocab)
