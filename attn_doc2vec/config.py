@@ -170,7 +170,7 @@ class Doc2VecConfig:
     backend: str = "auto"
     workers: int | None = None
     sync_every: int = 8
-    epoch_block: int = 2**21
+    epoch_block: int = 2**20
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
