@@ -702,7 +702,7 @@ class Doc2Vec(AttentionMixin):
 # the batches' settings; the rest shape the tensors or the vocabulary.
 ADJUSTABLE = frozenset({"epochs", "alpha", "min_alpha", "workers", "batch_size", "negative", "backend", "pool_group",
                         "update_rule", "attention_alpha", "row_update_cap", "shrink_windows", "batch_words",
-                        "dbow_words", "comment"})
+                        "dbow_words", "comment", "epoch_block", "sync_every"})
 
 
 def _check_epochs(epochs: Any, what: str) -> int:
