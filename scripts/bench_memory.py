@@ -61,21 +61,24 @@ class AnonymousPeak:
 MODES = ("prepare", "file", "store", "steps")
 
 
-def child(mode: str, corpus: str, work: Path) -> dict:
+def child(mode: str, corpus: str, work: Path, settings: list[str]) -> dict:
     """One measurement in this process (``mode``: prepare, file, store or steps)."""
     import torch
 
     from attn_doc2vec import Doc2Vec
+    from attn_doc2vec.cli.compare import parse_overrides
+
+    params = {"epochs": 1, "workers": 1, "seed": 0, "device": "cpu", **parse_overrides(settings)}
 
     if mode == "prepare":
-        model = Doc2Vec(epochs=1, workers=1, seed=0, device="cpu")
+        model = Doc2Vec(**params)
         model.build_vocab(corpus_file=corpus)
         model.save(work / "model")
         model.write_corpus_store(work / "store", corpus_file=corpus)
         return {"documents": model.corpus_count, "words": model.corpus_total_words}
     if mode == "file":  # the user's path: a fresh process builds the vocabulary from the file and trains from it
         anonymous = AnonymousPeak()
-        model = Doc2Vec(epochs=1, workers=1, seed=0, device="cpu")
+        model = Doc2Vec(**params)
         model.build_vocab(corpus_file=corpus)
         vocab_peak = peak_mb()
         t0 = time.perf_counter()
@@ -120,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", required=True, help="result file")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
                         help="measurements to run (without prepare, --work must hold a prepared model and store)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="model settings other than the defaults (prepare and file modes; e.g. dm=0)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.work)
     if args.child:
-        print(json.dumps(child(args.child, args.corpus, work)))
+        print(json.dumps(child(args.child, args.corpus, work, args.set)))
         return 0
     from attn_doc2vec.cli import invocation, source_revision
 
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for mode in args.modes:
         out = subprocess.run([sys.executable, __file__, "--corpus", args.corpus, "--work", str(work), "--json",
-                              args.json, "--child", mode], check=True, capture_output=True, text=True).stdout
+                              args.json, "--child", mode, "--set", *args.set], check=True, capture_output=True,
+                             text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
     import gensim

@@ -115,6 +115,24 @@ def explore_summary(patterns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def representation_table(patterns: list[str]) -> str:
+    """One row per exploration run: each document representation's figure (IMDB as error)."""
+    lines = ["| run | data set | documents | epochs | seed | settings | `model.dv` | free vectors | pooled words | "
+             "commit |", "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
+    paths = sorted({p for pattern in patterns for p in RESULTS.glob(pattern)})
+    for path in paths:
+        data = json.loads(path.read_text())
+        args, acc = data["args"], data["accuracy"]
+        error = args.get("dataset", "20news") == "imdb"
+        cells = [f"{100 * (1 - acc[k] if error else acc[k]):.2f}" if k in acc else "–"
+                 for k in ("dv", "free", "pooled")]
+        settings = " ".join(s for s in args["set"] if not s.startswith("workers="))
+        lines.append(f"| [{path.stem}](results/designs/{path.name}) | {args.get('dataset', '20news')} "
+                     f"({'error' if error else 'accuracy'} %) | {args['subset']} | {args['epochs']} | {args['seed']} | "
+                     f"{settings} | {' | '.join(cells)} | {data['provenance'].get('commit', 'unknown')[:7]} |")
+    return "\n".join(lines)
+
+
 def refine_table() -> str:
     """``scripts/probe_refine.py`` runs: each (data set, protocol, mu) with its mean ± std over seeds and files."""
     groups: dict[tuple, list[tuple]] = {}
@@ -178,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
               "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error"),
               "round7-refine": refine_table(),
               "round7-imdb": explore_summary(["explore-imdb-5000-*-w10.json"]),
-              "round8-ngrams": ngrams_table()}
+              "round8-ngrams": ngrams_table(),
+              "round9-dvloss": representation_table(["explore-*-docshare03-*.json",
+                                                     "explore-*-window10-poolloss2.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),

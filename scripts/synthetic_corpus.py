@@ -3,11 +3,14 @@
 
 Documents of a benchmark corpus of the shared data folder, tokenized as the benchmarks tokenize them, are
 written one per line, tokens separated by spaces: each once in the benchmarks' shuffled order, or with
-``--tokens N`` drawn with replacement (seeded) until the file holds at least N tokens. The data stays outside
-the project: write it to a scratch folder.
+``--tokens N`` drawn with replacement (seeded) until the file holds at least N tokens; ``--join K`` makes each
+written document K drawn ones one after another (a larger corpus with as many documents: memory that grows with
+the tokens apart from memory that grows with the documents). The data stays outside the project: write it to a
+scratch folder.
 
     python scripts/synthetic_corpus.py --dataset imdb --out /tmp/imdb.txt                     # all 100,000 reviews
     python scripts/synthetic_corpus.py --dataset imdb --tokens 50000000 --out /tmp/imdb-50M.txt
+    python scripts/synthetic_corpus.py --dataset imdb --tokens 200000000 --join 7 --out /tmp/imdb-200M-join7.txt
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--tokens", type=int, default=None,
                         help="draw documents with replacement until this many tokens (default: each document once)")
+    parser.add_argument("--join", type=int, default=1, help="drawn documents per written document (with --tokens)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="the text file to write (must not exist)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists():
         parser.error(f"{out} exists: choose a new file")
+    if args.join < 1 or (args.join > 1 and args.tokens is None):
+        parser.error("--join K needs K >= 1 and --tokens (each document is written once without --tokens)")
     lines = [" ".join(doc.words) for doc in load_dataset(args.dataset, args.data_dir) if doc.words]
     lengths = [line.count(" ") + 1 for line in lines]
     rng = random.Random(args.seed)
@@ -44,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     written = documents = 0
     with open(out, "w", encoding="utf-8") as f, tqdm(total=target, unit="token", unit_scale=True) as bar:
         while written < target:
-            i = documents if args.tokens is None else rng.randrange(len(lines))
-            f.write(lines[i])
+            picks = [documents] if args.tokens is None else [rng.randrange(len(lines)) for _ in range(args.join)]
+            f.write(" ".join(lines[i] for i in picks))
             f.write("\n")
-            written += lengths[i]
+            size = sum(lengths[i] for i in picks)
+            written += size
             documents += 1
-            bar.update(lengths[i])
-    how = "each once" if args.tokens is None else f"drawn with replacement, seed {args.seed}"
+            bar.update(size)
+    how = "each once" if args.tokens is None else f"drawn with replacement, {args.join} a document, seed {args.seed}"
     print(f"wrote {out}: {documents:,} documents, {written:,} tokens ({len(lines):,} {args.dataset} documents, {how})")
     return 0
 

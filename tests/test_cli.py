@@ -126,27 +126,36 @@ def test_console_command_dispatches_and_is_installed(capsys):
     assert scripts.get("attn-doc2vec") == "attn_doc2vec.cli:main"
 
 
-def test_synthetic_corpus_writes_each_document_once_or_draws_to_a_size(tmp_path):
+def test_synthetic_corpus_writes_each_document_once_or_draws_to_a_size(tmp_path, capsys):
     """scripts/synthetic_corpus.py: the benchmark's tokenized documents one per line, each once, or drawn with
-    replacement (seeded) until the file holds the tokens asked for."""
+    replacement (seeded) until the file holds the tokens asked for, K of them a line with --join K."""
     import gzip
+    import importlib.util
     import json
 
+    spec = importlib.util.spec_from_file_location("synthetic_corpus", REPO / "scripts" / "synthetic_corpus.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
     records = [{"text": f"Review {i}: not good, word{i}!", "split": "train", "label": i % 2} for i in range(20)]
     with gzip.open(tmp_path / "imdb.jsonl.gz", "wt", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
-    script = [sys.executable, str(REPO / "scripts" / "synthetic_corpus.py"), "--data-dir", str(tmp_path)]
-    subprocess.run([*script, "--out", str(tmp_path / "all.txt")], check=True, capture_output=True)
-    lines = (tmp_path / "all.txt").read_text(encoding="utf-8").splitlines()
-    assert sorted(lines) == sorted(f"review {i} : not good , word{i} !" for i in range(20))
-    drawn = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        out = tmp_path / f"{name}.txt"
-        subprocess.run([*script, "--tokens", "500", "--seed", str(seed), "--out", str(out)], check=True,
-                       capture_output=True)
-        drawn[name] = out.read_text(encoding="utf-8").splitlines()
-        assert 500 <= sum(len(line.split()) for line in drawn[name]) < 500 + 8  # stops at the first line past 500
-        assert set(drawn[name]) <= set(lines)
+
+    def write(name: str, *flags: str) -> list[str]:
+        assert script.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / name), *flags]) == 0
+        return (tmp_path / name).read_text(encoding="utf-8").splitlines()
+
+    lines = write("all.txt")
+    assert sorted(lines) == sorted(f"review {i} : not good , word{i} !" for i in range(20))  # 8 tokens each
+    drawn = {name: write(f"{name}.txt", "--tokens", "500", "--seed", seed) for name, seed in
+             (("a", "0"), ("b", "0"), ("c", "1"))}
+    for name in drawn:
+        assert 500 <= 8 * len(drawn[name]) < 500 + 8 and set(drawn[name]) <= set(lines)  # stops past 500
     assert drawn["a"] == drawn["b"] and drawn["a"] != drawn["c"]  # the seed decides the draws
-    failed = subprocess.run([*script, "--out", str(tmp_path / "a.txt")], capture_output=True, text=True)
-    assert failed.returncode != 0 and "exists: choose a new file" in failed.stderr
+    joined = write("joined.txt", "--tokens", "500", "--join", "3")
+    assert all(len(line.split()) == 3 * 8 and line.count("review") == 3 for line in joined)  # 3 reviews a line
+    assert 500 <= 24 * len(joined) < 500 + 24
+    for flags, words in ((["--out", str(tmp_path / "a.txt")], "exists: choose a new file"),
+                         (["--out", str(tmp_path / "j.txt"), "--join", "2"], "--join K needs")):
+        with pytest.raises(SystemExit):
+            script.main(["--data-dir", str(tmp_path), *flags])
+        assert words in capsys.readouterr().err
