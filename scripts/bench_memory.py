@@ -7,7 +7,8 @@ the file and train one epoch from it. ``store`` loads the saved model in a new p
 the store. Each reports its peak RSS from the operating system (``ru_maxrss``: mapped files and shared
 libraries included) and the peak of its anonymous memory (``RssAnon``, sampled). ``steps`` reports the peak
 RSS step by step while it sets up one epoch with the PyTorch sampler (after loading; the corpus on the device;
-for a corpus larger than ``epoch_block``, the first block gathered; its downsampling; its order).
+for a corpus larger than ``epoch_block``, the first block gathered; its downsampling; its order). ``gensim``
+trains gensim's ``Doc2Vec`` one epoch from the file in its ``corpus_file`` mode, one worker, same settings.
 Writes a JSON result file with the command, commit and versions.
 
     python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json results/memory.json
@@ -58,11 +59,24 @@ class AnonymousPeak:
         return self.peak_kb // 1024
 
 
-MODES = ("prepare", "file", "store", "steps")
+MODES = ("prepare", "file", "store", "steps", "gensim")
 
 
 def child(mode: str, corpus: str, work: Path, settings: list[str]) -> dict:
-    """One measurement in this process (``mode``: prepare, file, store or steps)."""
+    """One measurement in this process (``mode``: prepare, file, store, steps or gensim)."""
+    if mode == "gensim":  # gensim's Doc2Vec, one epoch from the file in its corpus_file mode (streamed), one worker,
+        # with the prepared model's settings (read from its config.json: this process never imports torch)
+        import gensim
+        from gensim.models.doc2vec import Doc2Vec as GensimDoc2Vec
+
+        config = json.loads((work / "model" / "config.json").read_text())["config"]
+        gensim_params = {k: config[k] for k in ("vector_size", "dm", "window", "min_count", "sample", "negative",
+                                                "epochs", "seed")}
+        anonymous = AnonymousPeak()
+        t0 = time.perf_counter()
+        GensimDoc2Vec(corpus_file=corpus, workers=1, **gensim_params)
+        return {"gensim": gensim.__version__, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb(),
+                "peak_anonymous_mb": anonymous.stop_mb(), "settings": gensim_params}
     import torch
 
     from attn_doc2vec import Doc2Vec
@@ -131,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.corpus, work, args.set)))
         return 0
-    from attn_doc2vec.cli import invocation, source_revision
-
     if "prepare" in args.modes:
         work.mkdir(parents=True, exist_ok=False)
     elif not (work / "model").is_dir() or not (work / "store").is_dir():
@@ -144,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                              text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
+    # imported only now: a child's peak RSS counts its parent's at the fork (Linux keeps ru_maxrss across exec)
     import gensim
     import numpy
     import torch
+
+    from attn_doc2vec.cli import invocation, source_revision
 
     record = {"command": invocation(), "commit": source_revision(), "corpus": args.corpus,
               "versions": {"torch": torch.__version__, "numpy": numpy.__version__, "gensim": gensim.__version__,
