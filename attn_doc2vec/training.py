@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import mmap
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -176,6 +178,19 @@ def pool_function(backend: str, config: Doc2VecConfig) -> Callable[..., Tensor] 
     return partial(pooled_documents_cpu, threads=config.workers)
 
 
+def page_releaser(array: np.ndarray) -> Callable[[], None] | None:
+    """For an array mapped from a file (a corpus store's tokens): a function that lets the kernel drop the pages
+    read so far, which are read again from the file when needed, so that passes over a corpus larger than memory
+    do not fill the process's resident memory with it. None for an array in memory."""
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    mapping = getattr(base, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    return lambda: mapping.madvise(mmap.MADV_DONTNEED)
+
+
 def resolve_device(name: str) -> torch.device:
     """Turn ``"auto"`` into CUDA when available, else CPU; check that an explicit device exists."""
     if name == "auto":
@@ -247,6 +262,7 @@ class Trainer:
         self.module = module
         self.config = config
         self.sync: TableSync | None = None
+        self._release_pages: Callable[[], None] | None = None  # run(): lets a mapped corpus's pages go
         self.device = module.word_vectors.device
         self.backend = resolve_backend(config.backend, self.device)
         if module.concatenates:  # gensim's dm_concat has no fused kernel (config refuses backend="numba")
@@ -321,6 +337,8 @@ class Trainer:
         self.sync = sync
         blocked = 0 < self.config.epoch_block < len(encoded.tokens)  # blocks gather their own document index
         corpus = DeviceCorpus.from_encoded(encoded, self.device, with_docs=not blocked)
+        # a corpus store's tokens: once a block is gathered, the pages read are let go (read again when needed)
+        self._release_pages = page_releaser(encoded.tokens) if blocked else None
         docs = self.module.doc_vectors.data if doc_vectors is None else doc_vectors
         total_words = epochs * encoded.raw_words
         history: list[EpochStats] = []
@@ -344,6 +362,8 @@ class Trainer:
                                                                         docs.shape[0],
                                                                         pool=pool_function(self.backend, self.config),
                                                                         reduce=None if sync is None else sync.sum_))
+                    if self._release_pages is not None:  # the pooling read every document's words
+                        self._release_pages()
                 raw_words = encoded.raw_words
                 if sync is not None:  # the whole corpus's figures
                     loss, examples, raw_words = sync.total(loss, examples, raw_words)
@@ -388,8 +408,8 @@ class Trainer:
         if self.config.epoch_block and len(corpus) > self.config.epoch_block:
             blocks = epoch_blocks(corpus.offsets, self.config.epoch_block, generator)
             base = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
-            counts = [self._prepare(corpus.select(block), update_shared, self._block_generator(base, k), order=False)[4]
-                      for k, block in enumerate(blocks)]
+            counts = [self._prepare(self._gather(corpus, block), update_shared, self._block_generator(base, k),
+                                    order=False)[4] for k, block in enumerate(blocks)]
         else:  # the whole corpus at once, from the epoch's generator
             whole = self._prepare(corpus, update_shared)
             counts = [whole[4]]
@@ -421,7 +441,7 @@ class Trainer:
                 kept, positions, slots, pairs, n, order = whole
             else:
                 kept, positions, slots, pairs, n, order = self._prepare(
-                    corpus.select(blocks[k]), update_shared, self._block_generator(base, k))
+                    self._gather(corpus, blocks[k]), update_shared, self._block_generator(base, k))
             n_doc = positions.shape[0]
             for i in range(max(schedule.batch, first), first + block_n):
                 alpha = start_alpha - (start_alpha - end_alpha) * (epoch + i / n_batches) / epochs
@@ -485,6 +505,13 @@ class Trainer:
             return kept, positions, slots, pairs, n, ranks
         finally:
             self.sampler.generator = saved
+
+    def _gather(self, corpus: DeviceCorpus, documents: Tensor) -> DeviceCorpus:
+        """A block's corpus (:meth:`DeviceCorpus.select`), then the memory-mapped pages it read let go."""
+        block = corpus.select(documents)
+        if self._release_pages is not None:
+            self._release_pages()
+        return block
 
     def _block_generator(self, base: int, block: int) -> torch.Generator:
         """The generator of an epoch's block ``block``: seeded from the epoch's draw ``base``, so that a block's

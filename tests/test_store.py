@@ -37,15 +37,34 @@ def test_a_store_holds_the_encoded_corpus_as_plain_numpy_files(built, topic_docs
     assert [p.name for p in tmp_path.iterdir()] == ["store"]  # no partial directory left behind
 
 
-@pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_training_from_a_store_equals_training_from_the_documents(topic_docs, tmp_path, backend) -> None:
-    direct = Doc2Vec(**SETTINGS, backend=backend)
+@pytest.mark.parametrize("backend, epoch_block", [("numba", 0), ("torch", 0), ("numba", 700)])
+def test_training_from_a_store_equals_training_from_the_documents(topic_docs, tmp_path, backend, epoch_block,
+                                                                   monkeypatch) -> None:
+    """Bit for bit, whole epochs or in blocks; in blocks the store's mapped pages are let go after each block
+    is gathered (and the tokens read again from the file are the same)."""
+    from attn_doc2vec import training
+
+    released = []
+    original = training.page_releaser
+
+    def counting(array):
+        release = original(array)
+        if release is None:
+            return None
+        return lambda: (released.append(1), release())
+
+    monkeypatch.setattr(training, "page_releaser", counting)
+    settings = {**SETTINGS, "epoch_block": epoch_block}
+    direct = Doc2Vec(**settings, backend=backend)
     direct.build_vocab(topic_docs)
     direct.train(topic_docs, total_examples=direct.corpus_count, epochs=2)
-    stored = Doc2Vec(**SETTINGS, backend=backend)
+    assert not released  # tokens in memory: nothing to let go
+    stored = Doc2Vec(**settings, backend=backend)
     stored.build_vocab(topic_docs)
     stored.write_corpus_store(tmp_path / "store", topic_docs)
     stored.train(corpus_store=tmp_path / "store", total_examples=stored.corpus_count, epochs=2)
+    # 60 documents of 60 words: 5 blocks of 12 an epoch, each gathered to be counted and to be trained, then pooled
+    assert len(released) == (0 if not epoch_block else 2 * (2 * 5 + 1))
     np.testing.assert_array_equal(stored.dv.vectors, direct.dv.vectors)
     np.testing.assert_array_equal(stored.wv.vectors, direct.wv.vectors)
     assert stored.loss_history == direct.loss_history
