@@ -144,8 +144,8 @@ def test_benchmarks_quality_section_is_generated_from_result_files(tmp_path, mon
         runs = [run for path in designs if path.is_file() for run in json.loads(path.read_text())["runs"]]
         assert all(f"(results/designs/{path.name})" in section for path in designs if path.is_file())
         _figures_of(runs, allowed)
-        for model in {run["model"] for run in runs}:
-            accuracy = np.array([run["accuracy"] for run in runs if run["model"] == model])
+        for model in {(run["model"], run.get("processes", 1)) for run in runs}:  # a row per model and processes
+            accuracy = np.array([run["accuracy"] for run in runs if (run["model"], run.get("processes", 1)) == model])
             _figures_of([float(accuracy.mean()), float(accuracy.std()), float(1 - accuracy.mean()), len(accuracy)],
                         allowed)  # and the number of seeds
         _figures_of([float(1 - run["accuracy"]) for run in runs], allowed)  # IMDB rows show error %
