@@ -270,7 +270,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
         for k in range(dim):
             gP[k] += (1 - y_d) * gy[k]
             gd[j, k] += y_d * gy[k]
-    # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j pooled), summed over repeats of a row
+    # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j y), summed over repeats of a row
     n_o = 0
     for jj in range(n_out):
         if not output_mask[b, jj]:

@@ -440,6 +440,7 @@ class Trainer:
             if blocks is None:
                 kept, positions, slots, pairs, n, order = whole
             else:
+                kept = positions = slots = pairs = order = None  # the previous block's arrays go first
                 kept, positions, slots, pairs, n, order = self._prepare(
                     self._gather(corpus, blocks[k]), update_shared, self._block_generator(base, k))
             n_doc = positions.shape[0]
