@@ -43,7 +43,7 @@ def test_device_corpus_knows_each_tokens_document() -> None:
 @pytest.mark.parametrize("block", [1, 10, 37, 1000])
 def test_epoch_blocks_deal_every_document_once_in_blocks_of_about_block_tokens(block: int) -> None:
     """Whole documents in random order; a block closes with the first document that brings it to ``block``
-    tokens, so every block but the last has at least ``block`` and fewer than ``block`` + its last document."""
+    tokens, so every block but the last has at least ``block`` (and there are at most total / block + 1)."""
     lengths = torch.as_tensor(np.random.default_rng(1).integers(0, 30, 200))
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(lengths, 0)])
     blocks = epoch_blocks(offsets, block, make_generator(3, CPU))
