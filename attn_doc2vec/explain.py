@@ -25,7 +25,7 @@ import pandas as pd
 
 from attn_doc2vec import plotting
 from attn_doc2vec.attention import DEFAULT_CHUNK, DocumentAttention, extract, history_frame, snapshot, word_importance
-from attn_doc2vec.corpus import EncodedCorpus
+from attn_doc2vec.corpus import EncodedCorpus, tag_matrix
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -338,11 +338,9 @@ class AttentionMixin:
         lengths = np.array([len(t) for t in token_parts], dtype=np.int64)
         offsets = np.zeros(len(refs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        tag_matrix = np.full((len(refs), max([1, *map(len, tag_rows)])), -1, dtype=np.int64)
-        for i, rows in enumerate(tag_rows):
-            tag_matrix[i, : len(rows)] = rows
+        tags_matrix = tag_matrix([r for rows in tag_rows for r in rows], [len(rows) for rows in tag_rows])
         tokens = np.concatenate(token_parts) if token_parts else np.zeros(0, dtype=np.int32)
-        encoded = EncodedCorpus(tokens=tokens.astype(np.int32), offsets=offsets, tags=tag_matrix,
+        encoded = EncodedCorpus(tokens=tokens.astype(np.int32), offsets=offsets, tags=tags_matrix,
                                 raw_words=int(lengths.sum()))
         return encoded, labels, tags
 

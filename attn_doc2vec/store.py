@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import uuid
+from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -90,15 +91,15 @@ def write_corpus_store(documents: Iterable, vocab: Vocabulary, path: str | os.Pa
     partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)
     try:
-        lengths: list[int] = []
-        tag_rows: list[list[int]] = []
+        lengths, tag_flat, tag_counts = array("q"), array("q"), array("q")  # flat: no object per document
         raw_words = 0
         with open(partial / "tokens.npy", "wb") as out:
             out.write(b"\0" * _HEADER_BYTES)
             for rows, tags, raw in encode_each(documents, vocab):
                 out.write(rows.tobytes())
                 lengths.append(len(rows))
-                tag_rows.append(tags)
+                tag_flat.extend(tags)
+                tag_counts.append(len(tags))
                 raw_words += raw
             if not lengths:
                 raise ValueError(EMPTY_CORPUS)
@@ -108,7 +109,7 @@ def write_corpus_store(documents: Iterable, vocab: Vocabulary, path: str | os.Pa
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         np.save(partial / "offsets.npy", offsets)
-        np.save(partial / "tags.npy", tag_matrix(tag_rows))
+        np.save(partial / "tags.npy", tag_matrix(tag_flat, tag_counts))
         header = {"format": STORE_FORMAT, "documents": len(lengths), "tokens": n_tokens, "raw_words": raw_words,
                   "vocabulary": {"words": len(vocab.wv), "tags": len(vocab.dv),
                                  "sha256": vocabulary_fingerprint(vocab)}}
