@@ -64,6 +64,11 @@ def _token_docs(offsets: Tensor) -> Tensor:
     return torch.repeat_interleave(torch.arange(lengths.shape[0], dtype=torch.int32, device=offsets.device), lengths)
 
 
+def trains_in_blocks(n_tokens: int, block: int) -> bool:
+    """Whether a corpus of ``n_tokens`` trains in blocks (:func:`epoch_blocks`) under ``epoch_block = block``."""
+    return 0 < block < n_tokens
+
+
 def epoch_blocks(offsets: Tensor, block: int, generator: torch.Generator) -> list[Tensor]:
     """Deal the documents, in one random order, into blocks of about ``block`` tokens each (whole documents:
     a block closes at the first document that reaches ``block`` tokens); each block's document indices are

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples, epoch_blocks
+from attn_doc2vec.batching import DeviceCorpus, Sampler, dbow_examples, epoch_blocks, trains_in_blocks
 from attn_doc2vec.config import Doc2VecConfig
 from attn_doc2vec.corpus import EncodedCorpus
 from attn_doc2vec.distributed import TableSync
@@ -335,7 +335,7 @@ class Trainer:
                              "interruptible=False (checkpoints at epoch ends resume it).")
         self.schedule = schedule
         self.sync = sync
-        blocked = 0 < self.config.epoch_block < len(encoded.tokens)  # blocks gather their own document index
+        blocked = trains_in_blocks(len(encoded.tokens), self.config.epoch_block)  # blocks index their own docs
         corpus = DeviceCorpus.from_encoded(encoded, self.device, with_docs=not blocked)
         # a corpus store's tokens: once a block is gathered, the pages read are let go (read again when needed)
         self._release_pages = page_releaser(encoded.tokens) if blocked else None
@@ -405,7 +405,7 @@ class Trainer:
                                "from its first batch", schedule.epoch + 1, generator.device)
             schedule.batch, schedule.epoch_rng = 0, generator.get_state()
         blocks = None
-        if self.config.epoch_block and len(corpus) > self.config.epoch_block:
+        if trains_in_blocks(len(corpus), self.config.epoch_block):
             blocks = epoch_blocks(corpus.offsets, self.config.epoch_block, generator)
             base = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
             counts = [self._prepare(self._gather(corpus, block), update_shared, self._block_generator(base, k),

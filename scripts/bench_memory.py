@@ -101,14 +101,14 @@ def child(mode: str, corpus: str, work: Path, settings: list[str]) -> dict:
                 vocab_peak, "peak_anonymous_mb": anonymous.stop_mb(), "words_per_second": history[-1].words_per_second}
     model = Doc2Vec.load(work / "model")
     if mode == "steps":
-        from attn_doc2vec.batching import DeviceCorpus, Sampler, epoch_blocks
+        from attn_doc2vec.batching import DeviceCorpus, Sampler, epoch_blocks, trains_in_blocks
         from attn_doc2vec.store import open_corpus_store
         from attn_doc2vec.training import make_generator
 
         steps = {"loaded": peak_mb()}
         encoded = open_corpus_store(work / "store", model.vocab)
         block = model.config.epoch_block
-        blocked = 0 < block < len(encoded.tokens)  # as Trainer.run: a blocked corpus has no per-token document index
+        blocked = trains_in_blocks(len(encoded.tokens), block)  # as Trainer.run: then no per-token document index
         corpus_t = DeviceCorpus.from_encoded(encoded, torch.device("cpu"), with_docs=not blocked)
         steps["corpus"] = peak_mb()
         generator = make_generator(0, torch.device("cpu"))
