@@ -25,7 +25,8 @@ rate on frequent words. A sum applies every example's update once, as threads sh
 (Hogwild; gensim's workers), only later: between two synchronisations a rank does not see the others'
 changes. Row-wise Adagrad's squared-gradient sums add up exactly. Exchanging whole tables is simple; its
 cost, ``2 (N − 1) / N`` times the tables' size per synchronisation, is measured in docs/benchmarks.md ("Many
-processes": about 40 % of each rank's time with 2 processes on one 2-core machine, a 37,586-word vocabulary).
+processes": about a third of each rank's time with 2 processes on one 2-core machine, a 37,586-word
+vocabulary).
 Exchanging only the rows that changed was tried there and was slower: about half the rows change between two
 synchronisations, and finding and gathering them cost more than the smaller exchange saved.
 """
