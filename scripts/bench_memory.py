@@ -84,12 +84,19 @@ def child(mode: str, corpus: str, work: Path, settings: list[str]) -> dict:
 
     params = {"epochs": 1, "workers": 1, "seed": 0, "device": "cpu", **parse_overrides(settings)}
 
-    if mode == "prepare":
+    if mode == "prepare":  # vocabulary and encoding: their peak memory and time are part of a first run too
+        anonymous = AnonymousPeak()
+        t0 = time.perf_counter()
         model = Doc2Vec(**params)
         model.build_vocab(corpus_file=corpus)
+        vocab_seconds, vocab_peak = time.perf_counter() - t0, peak_mb()
         model.save(work / "model")
+        t0 = time.perf_counter()
         model.write_corpus_store(work / "store", corpus_file=corpus)
-        return {"documents": model.corpus_count, "words": model.corpus_total_words}
+        return {"documents": model.corpus_count, "words": model.corpus_total_words,
+                "vocabulary_seconds": vocab_seconds, "store_seconds": time.perf_counter() - t0,
+                "peak_rss_mb_after_vocabulary": vocab_peak, "peak_rss_mb": peak_mb(),
+                "peak_anonymous_mb": anonymous.stop_mb()}
     if mode == "file":  # the user's path: a fresh process builds the vocabulary from the file and trains from it
         anonymous = AnonymousPeak()
         model = Doc2Vec(**params)
