@@ -84,7 +84,8 @@ class DocumentAttention:
         pool_weight == 1`` for every design but ``sum``.
     document_attention : numpy.ndarray
         ``(L,)`` float32 weight of each token in the document's pooled representation (a softmax of the
-        learned word salience over the document's tokens; sums to 1); NaN for designs without pooling.
+        learned word salience over the document's tokens, averaged over the heads when ``pool_heads > 1``; sums
+        to 1); NaN for designs without pooling.
     """
 
     label: str
@@ -349,8 +350,9 @@ def extract(module: Doc2VecModule, vocab: Vocabulary, encoded: EncodedCorpus, la
         lo, hi = int(encoded.offsets[i]), int(encoded.offsets[i + 1])
         doc_att = None
         if salience is not None:
-            e = np.exp(salience[lo:hi] - salience[lo:hi].max(initial=0.0))
-            doc_att = (e / max(e.sum(), 1e-30)).astype(np.float32)
+            scores = salience[lo:hi].reshape(hi - lo, -1)  # (n, heads)
+            e = np.exp(scores - scores.max(axis=0, initial=0.0))
+            doc_att = (e / np.maximum(e.sum(axis=0), 1e-30)).mean(axis=1).astype(np.float32)  # heads averaged
         out.append(DocumentAttention(
             label=f"doc {i}" if labels is None else str(labels[i]), tokens=list(words[tokens[lo:hi]]),
             token_ids=tokens[lo:hi], offsets=offsets, attention=p[lo:hi], word_weights=a[lo:hi],

@@ -98,6 +98,12 @@ class Doc2VecConfig:
         examples in a batch share one draw of ``pool_sample`` words, pooled once. 1: every example draws
         its own sample (the target excluded) and positions are shuffled freely. The default, 8, measured as
         accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains faster (docs/attention-designs.md).
+    pool_heads : int
+        ``attention`` only: heads of the document's attention pooling. Each head has its own learned score per
+        word and pools its own slice of ``vector_size / pool_heads`` components of the word vectors (multi-head
+        attention with the word vectors, cut into slices, as values), so one head may weigh what another
+        does not. 1: one score per word over whole vectors. Must divide ``vector_size``; more than 1 needs
+        ``update_rule="batch"`` and ``context_scores`` other than ``"shared"``.
     pool_loss : float
         ``attention`` only: weight of a second loss in which the document's representation alone predicts the
         target (PV-DBOW's objective on the attention-pooled vector, or with ``doc_share`` > 0 on ``model.dv``'s
@@ -177,6 +183,7 @@ class Doc2VecConfig:
     pool_share: float = 0.5
     pool_sample: int = 40
     pool_group: int = 8
+    pool_heads: int = 1
     pool_loss: float = 2.0
     context_dropout: float = 0.3
     uniform_attention: bool = False
@@ -279,6 +286,16 @@ class Doc2VecConfig:
         _check_int(self, "pool_sample", 1)
         _check_int(self, "pool_group", 1)
         _check_float(self, "pool_loss", 0.0)
+        _check_int(self, "pool_heads", 1)
+        if self.vector_size % self.pool_heads:
+            raise ValueError(f"The 'pool_heads' parameter must divide vector_size ({self.vector_size}): each head "
+                             f"pools an equal slice of the vectors. Got {self.pool_heads!r} instead.")
+        if self.pool_heads > 1 and self.update_rule != "batch":
+            raise ValueError(f"pool_heads > 1 needs update_rule='batch'. Got update_rule={self.update_rule!r}; set "
+                             f"update_rule='batch' or pool_heads=1.")
+        if self.pool_heads > 1 and self.context_scores == "shared":
+            raise ValueError("pool_heads > 1 cannot share the document's scores with the context words "
+                             "(context_scores='shared'): use context_scores='word' or pool_heads=1.")
         for name in ("pool_share", "context_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:

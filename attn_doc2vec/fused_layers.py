@@ -132,6 +132,36 @@ def _softmax_pool(e, mask, rows, r, wv, out):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
+def _softmax_pool_heads(q, mask, rows, r, salience, wv, out):
+    """The document pooling of sample ``r`` with ``H = salience.shape[1]`` heads: ``q[i, h]`` becomes the
+    softmax over the valid words of their scores ``salience[rows[r, i], h]`` (0 elsewhere) and slice ``h`` of
+    ``out`` (``D / H`` components) the sum ``sum_i q[i, h] wv[rows[r, i], slice h]``. One head: the same
+    operations in the same order as :func:`_softmax_pool`."""
+    heads = q.shape[1]
+    width = out.shape[0] // heads
+    for k in range(out.shape[0]):
+        out[k] = 0.0
+    for h in range(heads):
+        top = np.float32(-1e30)
+        for i in range(q.shape[0]):
+            if mask[r, i]:
+                top = max(top, salience[rows[r, i], h])
+        norm = np.float32(0.0)
+        for i in range(q.shape[0]):
+            if mask[r, i]:
+                q[i, h] = math.exp(salience[rows[r, i], h] - top)
+                norm += q[i, h]
+            else:
+                q[i, h] = 0.0
+        for i in range(q.shape[0]):
+            if mask[r, i]:
+                q[i, h] /= norm
+                w = rows[r, i]
+                for k in range(h * width, (h + 1) * width):
+                    out[k] += q[i, h] * wv[w, k]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def _own_loss(y, weight, b, outputs, output_mask, ov, gq, gy):
     """``weight`` times the negative-sampling loss of the vector ``y`` alone predicting example ``b``'s target
     (a document loss of its own); writes each output's coefficient to ``gq``, adds ``dL/dy`` to ``gy``."""
@@ -197,7 +227,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             w = words[b, s]
             e = bias[positions[b, s]] if ctx_mode == WORD_POSITION else f32(0.0)
             if design == POOLED:
-                e += salience[w] if ctx_mode == SHARED else context[w]
+                e += salience[w, 0] if ctx_mode == SHARED else context[w]  # "shared": one head
             elif design == DOCLOSS:
                 e += scores[w, positions[b, s]]
             else:
@@ -219,7 +249,7 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
         for i in range(n_pool):
             if pool_mask[pr, i]:
                 n_p += 1
-                q[i] = salience[pool_words[pr, i]]
+                q[i] = salience[pool_words[pr, i], 0]  # the example rule: one head
         _softmax_pool(q, pool_mask, pool_words, pr, wv, pooled)
     # shares of (document, context, pool); a missing part gives its share away
     s_d = shares[0] if n_doc > 0 else f32(0.0)
@@ -390,7 +420,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     # that share it sum their gradient with respect to it, spread over its words after the batch
     row_pool = batched and design == POOLED
     n_rows = pool_words.shape[0] if row_pool else 1
-    qrow = np.zeros((n_rows, n_pool), f32)
+    heads = salience.shape[1]  # of the document pooling; head h pools components [h * width, (h + 1) * width)
+    width = dim // heads
+    qrow = np.zeros((n_rows, n_pool, heads), f32)
     prow = np.zeros((n_rows, dim), f32)
     nrow = np.zeros(n_rows, np.int64)
     grow = np.zeros((n_rows, dim), f32)
@@ -399,8 +431,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             for i in range(n_pool):
                 if pool_mask[r, i]:
                     nrow[r] += 1
-                    qrow[r, i] = salience[pool_words[r, i]]
-            _softmax_pool(qrow[r], pool_mask, pool_words, r, wv, prow[r])
+            _softmax_pool_heads(qrow[r], pool_mask, pool_words, r, salience, wv, prow[r])
     gbias = np.zeros(bias.shape[0], f32)
     gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
     total = 0.0
@@ -450,27 +481,28 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 rec_oslot[b, u], n_ot = _slot(out_slot, out_rows, rec_orows[b, u], n_ot)
         pool_rows = row_pool and update_shared
         pslot = np.full((n_rows if pool_rows else 1, n_pool), -1, np.int64)
-        gpr = np.zeros((n_rows if pool_rows else 1, n_pool), f32)
+        gpr = np.zeros((n_rows if pool_rows else 1, n_pool, heads), f32)
         if pool_rows:
             for r in range(n_rows):
                 for i in range(n_pool):
                     if pool_mask[r, i]:
                         pslot[r, i], n_wt = _slot(word_slot, word_rows, pool_words[r, i], n_wt)
-            # each sample's summed gradient G over its words: pooled = sum_i q_i x_i gives
-            # dL/dx_i = q_i G and dL/dr_i = q_i (G.x_i - sum_j q_j G.x_j)
+            # each sample's summed gradient G over its words: pooled = sum_i q_i x_i gives (per head, over its
+            # slice) dL/dx_i = q_i G and dL/dr_i = q_i (G.x_i - sum_j q_j G.x_j)
             for r in prange(n_rows):
-                mean_gp = f32(0.0)
-                for i in range(n_pool):
-                    if pool_mask[r, i]:
-                        w = pool_words[r, i]
-                        acc = f32(0.0)
-                        for k in range(dim):
-                            acc += grow[r, k] * wv[w, k]
-                        gpr[r, i] = acc
-                        mean_gp += qrow[r, i] * acc
-                for i in range(n_pool):
-                    if pool_mask[r, i]:
-                        gpr[r, i] = qrow[r, i] * (gpr[r, i] - mean_gp)
+                for h in range(heads):
+                    mean_gp = f32(0.0)
+                    for i in range(n_pool):
+                        if pool_mask[r, i]:
+                            w = pool_words[r, i]
+                            acc = f32(0.0)
+                            for k in range(h * width, (h + 1) * width):
+                                acc += grow[r, k] * wv[w, k]
+                            gpr[r, i, h] = acc
+                            mean_gp += qrow[r, i, h] * acc
+                    for i in range(n_pool):
+                        if pool_mask[r, i]:
+                            gpr[r, i, h] = qrow[r, i, h] * (gpr[r, i, h] - mean_gp)
         # ---- pass 3: the sums, each thread the slots it owns (slot % owners), each slot in batch order ----
         owners = max(1, min(threads, n_dt + n_wt + n_ot))
         for own in prange(owners):
@@ -478,7 +510,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 for k in range(dim):
                     dbuf[slot, k] = 0.0
             for slot in range(own, n_wt, owners):
-                wscore[slot] = 0.0
+                for h in range(heads):
+                    wscore[slot, h] = 0.0
                 wcontext[slot] = 0.0
                 for k in range(dim):
                     wbuf[slot, k] = 0.0
@@ -502,7 +535,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     if slot % owners == own:
                         for k in range(dim):
                             wbuf[slot, k] += rec_ugrad[b, u, k]
-                        wscore[slot] += rec_uscore[b, u]
+                        wscore[slot, 0] += rec_uscore[b, u]  # context words ("shared" scores: one head)
                         wcontext[slot] += rec_ucontext[b, u]
                 for u in range(rec_no[b]):
                     slot = rec_oslot[b, u]
@@ -514,9 +547,10 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     for i in range(n_pool):
                         slot = pslot[r, i]
                         if slot >= 0 and slot % owners == own:
-                            for k in range(dim):
-                                wbuf[slot, k] += qrow[r, i] * grow[r, k]
-                            wscore[slot] += gpr[r, i]
+                            for h in range(heads):
+                                for k in range(h * width, (h + 1) * width):
+                                    wbuf[slot, k] += qrow[r, i, h] * grow[r, k]
+                                wscore[slot, h] += gpr[r, i, h]
             # ---- one Adagrad step per owned row with the batch's summed gradient (AutogradStep's rule) ----
             for slot in range(own, n_dt, owners):
                 _slot_step(docs, doc_state, doc_rows[slot], dbuf, slot, lr, dim)
@@ -526,7 +560,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 _slot_step(wv, word_state, w, wbuf, slot, lr, dim)
                 if design == POOLED:
                     if learn_pool:
-                        _scalar_step(salience, salience_state, w, wscore[slot], lr_layer)
+                        for h in range(heads):
+                            _scalar_step(salience.reshape(-1), salience_state.reshape(-1), w * heads + h,
+                                         wscore[slot, h], lr_layer)
                     if learn_context:
                         _scalar_step(context, context_state, w, wcontext[slot], lr_layer)
                 word_slot[w] = -1
@@ -584,7 +620,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         if design == POOLED:
             for u in range(rec_nu[0]):
                 if learn_pool:
-                    _scalar_step(salience, salience_state, rec_urows[0, u], rec_uscore[0, u], lr_layer)
+                    _scalar_step(salience.reshape(-1), salience_state.reshape(-1), rec_urows[0, u], rec_uscore[0, u],
+                                 lr_layer)  # the example rule: one head
                 if learn_context:
                     _scalar_step(context, context_state, rec_urows[0, u], rec_ucontext[0, u], lr_layer)
         if learn_context:
@@ -653,7 +690,13 @@ class LayerFusedStep:
                 return placeholder, placeholder.copy()
             return layer.get_parameter(name).data.numpy(), getattr(module, "adagrad_layer_" + name).numpy()
 
-        self.params = (*param("row_salience", empty1), *param("row_context", empty1), *param("position_bias", empty1),
+        salience, salience_state = param("row_salience", empty1)
+        heads = getattr(layer, "pool_heads", 1)
+        if heads > 1 and not self.batched:
+            raise ValueError("pool_heads > 1 needs update_rule='batch'.")
+        # (V, heads) views of the document scores and their Adagrad state (updates reach the layer's tensors)
+        self.params = (salience.reshape(salience.shape[0], heads), salience_state.reshape(salience.shape[0], heads),
+                       *param("row_context", empty1), *param("position_bias", empty1),
                        *param("query", empty2), *param("row_scores", empty2))
         if layer.name == "attention":
             shares = (*layer.shares, layer.pool_loss)
@@ -721,28 +764,32 @@ class LayerFusedStep:
             nd, nw, no = need
             self._capacity = need
             self._buffers = (np.empty(nd, np.int64), np.empty((nd, dim), np.float32), np.empty(nw, np.int64),
-                             np.empty((nw, dim), np.float32), np.empty(nw, np.float32), np.empty(nw, np.float32),
+                             np.empty((nw, dim), np.float32), np.empty((nw, self.params[0].shape[1]), np.float32),
+                             np.empty(nw, np.float32),
                              np.empty(no, np.int64), np.empty((no, dim), np.float32))
         return self._buffers
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _pool_documents(scores, wv, tokens, offsets, out):
+    heads = scores.shape[1]  # head h pools components [h * width, (h + 1) * width)
+    width = wv.shape[1] // heads
     for d in prange(offsets.shape[0] - 1):
         lo, hi = offsets[d], offsets[d + 1]
         if hi <= lo:
             continue
-        top = np.float32(-1e30)
-        for i in range(lo, hi):
-            top = max(top, scores[tokens[i]])
-        norm = np.float32(0.0)
-        for i in range(lo, hi):
-            norm += math.exp(scores[tokens[i]] - top)
-        for i in range(lo, hi):
-            w = tokens[i]
-            a = np.float32(math.exp(scores[w] - top) / norm)
-            for k in range(wv.shape[1]):
-                out[d, k] += a * wv[w, k]
+        for h in range(heads):
+            top = np.float32(-1e30)
+            for i in range(lo, hi):
+                top = max(top, scores[tokens[i], h])
+            norm = np.float32(0.0)
+            for i in range(lo, hi):
+                norm += math.exp(scores[tokens[i], h] - top)
+            for i in range(lo, hi):
+                w = tokens[i]
+                a = np.float32(math.exp(scores[w, h] - top) / norm)
+                for k in range(h * width, (h + 1) * width):
+                    out[d, k] += a * wv[w, k]
 
 
 def pooled_documents_cpu(layer, word_vectors: torch.Tensor, tokens: torch.Tensor, offsets: torch.Tensor,
@@ -751,6 +798,7 @@ def pooled_documents_cpu(layer, word_vectors: torch.Tensor, tokens: torch.Tensor
     (no gathered ``(N, D)`` copy of the tokens' vectors): the forward pass of inference and the end-of-epoch
     ``model.dv`` of the pooling designs."""
     scores = layer.pool_weights(torch.arange(word_vectors.shape[0])).to(torch.float32).numpy()
+    scores = scores.reshape(scores.shape[0], -1)  # (V, heads)
     out = np.zeros((offsets.shape[0] - 1, word_vectors.shape[1]), np.float32)
     with parallel_launch(min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)):
         call_kernel(_pool_documents, np.ascontiguousarray(scores), _table(word_vectors.data, "word_vectors"),

@@ -135,15 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         ("Function words vs content words (all words, window-weighted)", stopword_table(words)),
     ]
     if model.module.pools_documents:  # the design's attention over the document's own words
-        salience = pd.DataFrame({"word": model.wv.index_to_key, "score r": model.module.layer.row_salience.numpy(),
-                                 "count": [model.wv.get_vecattr(w, "count") for w in model.wv.index_to_key]})
-        salience = salience[salience["count"] >= args.min_windows // 5].sort_values("score r", ascending=False)
-        sections += [
-            (f"Document attention: highest word scores r (count >= {args.min_windows // 5})",
-             salience.head(args.top).reset_index(drop=True)),
-            (f"Document attention: lowest word scores r (count >= {args.min_windows // 5})",
-             salience.tail(args.top).iloc[::-1].reset_index(drop=True)),
-        ]
+        scores = model.module.layer.row_salience.numpy().reshape(len(model.wv.index_to_key), -1)  # (words, heads)
+        counts = [model.wv.get_vecattr(w, "count") for w in model.wv.index_to_key]
+        for h in range(scores.shape[1]):  # one pair of tables per head of the pooling
+            head = f" (head {h})" if scores.shape[1] > 1 else ""
+            salience = pd.DataFrame({"word": model.wv.index_to_key, "score r": scores[:, h], "count": counts})
+            salience = salience[salience["count"] >= args.min_windows // 5].sort_values("score r", ascending=False)
+            sections += [
+                (f"Document attention{head}: highest word scores r (count >= {args.min_windows // 5})",
+                 salience.head(args.top).reset_index(drop=True)),
+                (f"Document attention{head}: lowest word scores r (count >= {args.min_windows // 5})",
+                 salience.tail(args.top).iloc[::-1].reset_index(drop=True)),
+            ]
     if model.attention_history:
         sections.append((f"Document {args.doc} over training (targets {args.start}-{args.start + args.length - 1})",
                          history_table(model, args)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from attn_doc2vec import Doc2Vec, Doc2VecConfig
+from attn_doc2vec.attention import extract
 from attn_doc2vec.batching import DeviceCorpus, Sampler
 from attn_doc2vec.context import LAYERS, build_layer, masked_softmax, pooled_documents
 from attn_doc2vec.corpus import encode
@@ -134,6 +136,63 @@ def test_pooled_documents_equals_a_per_document_softmax():
         torch.testing.assert_close(got[i], want)
 
 
+def test_pooled_documents_with_heads_pools_each_slice_with_its_own_softmax():
+    """pool_heads=2: head h's softmax over the document's words weighs slice h of their vectors; the Numba
+    pooling agrees."""
+    from attn_doc2vec.fused_layers import pooled_documents_cpu
+
+    torch.manual_seed(0)
+    layer = build_layer(Doc2VecConfig(vector_size=6, window=2, pool_heads=2).validate(), n_words=30)
+    assert layer.row_salience.shape == (30, 2)
+    layer.row_salience.data.normal_(std=2.0)
+    words = torch.randn(30, 6)
+    lengths = [5, 1, 0, 12, 3]
+    tokens = torch.randint(0, 30, (sum(lengths),))
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]))
+    got = pooled_documents(layer, words, tokens, offsets, chunk_tokens=6)
+    for i, n in enumerate(lengths):
+        rows = tokens[offsets[i]:offsets[i] + n]
+        want = torch.zeros(6)
+        for h, part in enumerate((slice(0, 3), slice(3, 6))):
+            if n:
+                want[part] = (torch.softmax(layer.row_salience.data[rows, h], 0)[:, None] * words[rows, part]).sum(0)
+        torch.testing.assert_close(got[i], want)
+    torch.testing.assert_close(pooled_documents_cpu(layer, words, tokens, offsets, threads=64), got)
+    one_head = build_layer(Doc2VecConfig(vector_size=6, window=2).validate(), n_words=30)
+    one_head.row_salience.data.copy_(layer.row_salience.data[:, 0])
+    assert not torch.allclose(pooled_documents(one_head, words, tokens, offsets), got)  # the heads differ
+
+
+def test_pool_heads_learn_their_own_scores(topic_docs, tmp_path):
+    """Trained with pool_heads=2 (the Numba batch rule) the heads' scores move apart from their common zero
+    start, the model saves and loads them, and its documents' vectors are the two slices' pooling."""
+    model = trained(topic_docs, "attention", pool_heads=2, backend="numba", epochs=5)
+    scores = model.module.layer.row_salience.data
+    assert scores.shape == (len(model.wv), 2) and float(scores.abs().max()) > 0
+    assert float((scores[:, 0] - scores[:, 1]).abs().max()) > 1e-3
+    encoded = encode(topic_docs[:12], model.vocab)
+    want = pooled_documents(model.module.layer, model.module.word_vectors.data, torch.from_numpy(encoded.tokens),
+                            torch.from_numpy(encoded.offsets))
+    np.testing.assert_allclose(model.dv.vectors, want.numpy(), rtol=1e-4, atol=1e-6)
+    att = extract(model.module, model.vocab, encoded)[3]  # a document's attention over its words: heads averaged
+    assert att.document_attention.sum() == pytest.approx(1.0, abs=1e-5)
+    words = encoded.tokens[encoded.offsets[3]:encoded.offsets[4]].astype(np.int64)
+    per_head = torch.softmax(scores[words], 0).mean(1).numpy()
+    np.testing.assert_allclose(att.document_attention, per_head, rtol=1e-5, atol=1e-7)
+    model.save(Path(tmp_path) / "m")
+    again = Doc2Vec.load(Path(tmp_path) / "m", device="cpu")
+    assert again.config.pool_heads == 2 and torch.equal(again.module.layer.row_salience, scores)
+
+
+def test_bad_pool_heads_are_refused():
+    with pytest.raises(ValueError, match="must divide vector_size"):
+        Doc2VecConfig(vector_size=10, pool_heads=3).validate()
+    with pytest.raises(ValueError, match="update_rule='batch'"):
+        Doc2VecConfig(pool_heads=2, update_rule="example").validate()
+    with pytest.raises(ValueError, match="context_scores='word'"):
+        Doc2VecConfig(pool_heads=2, context_scores="shared").validate()
+
+
 def test_masked_softmax_handles_empty_rows():
     p = masked_softmax(torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]), torch.tensor([[True, False, True],
                                                                                       [False, False, False]]))
@@ -190,7 +249,8 @@ def test_bad_shares_are_refused():
     ("attention", dict(attention_parts="document")), ("attention", dict(context_scores="word+position")),
     ("attention", dict(context_scores="shared")), ("attention", dict(pool_group=1)),
     ("attention", dict(pool_group=4, doc_share=0.3, context_scores="shared")),
-    ("attention", dict(pool_loss=0.7)), ("attention", dict(pool_loss=0.7, pool_group=1))])
+    ("attention", dict(pool_loss=0.7)), ("attention", dict(pool_loss=0.7, pool_group=1)),
+    ("attention", dict(pool_heads=4)), ("attention", dict(pool_heads=2, pool_group=1, doc_share=0.3))])
 def test_fused_batch_rule_equals_the_autograd_reference_on_whole_batches(topic_docs, context, extra):
     """update_rule="batch": the Numba kernel sums the batch's gradients per row and steps once, as AutogradStep."""
     model = trained(topic_docs, context, **extra)

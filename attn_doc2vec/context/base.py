@@ -124,8 +124,9 @@ never build graphs.
     def pool_weights(self, words: Tensor) -> Tensor | None:
         """Unnormalized log-weights of words pooled into the document's representation, or None.
 
-        Designs that pool a document's own words return ``(...,)`` scores for word rows ``words``;
-        :func:`attn_doc2vec.context.pooled_documents` turns them into a softmax over each document.
+        Designs that pool a document's own words return ``(...,)`` scores for word rows ``words`` (``(..., H)``
+        with ``H`` heads, head ``h`` pooling slice ``h`` of the vectors);
+        :func:`attn_doc2vec.context.pooled_documents` turns them into a softmax over each document (per head).
         """
         return None
 
@@ -152,7 +153,8 @@ def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
 
 def pooled_documents(layer: ContextLayer, word_vectors: Tensor, tokens: Tensor, offsets: Tensor,
                      chunk_tokens: int = 1 << 20) -> Tensor:
-    """Every document's words pooled with the layer's weights: ``sum_i softmax(r)_i x_i`` per document.
+    """Every document's words pooled with the layer's weights: ``sum_i softmax(r)_i x_i`` per document (with
+    several heads, head ``h``'s softmax pools slice ``h`` of the vectors).
 
     Parameters
     ----------
@@ -182,12 +184,13 @@ def pooled_documents(layer: ContextLayer, word_vectors: Tensor, tokens: Tensor, 
         lo, hi = int(offsets[begin]), int(offsets[end])
         rows = tokens[lo:hi].long()
         doc = torch.repeat_interleave(torch.arange(end - begin, device=rows.device), lengths[begin:end])
-        scores = layer.pool_weights(rows).to(word_vectors.dtype)  # (n,)
-        top = torch.full((end - begin,), -torch.inf, dtype=scores.dtype, device=scores.device)
-        top = top.scatter_reduce(0, doc, scores, reduce="amax")
+        scores = layer.pool_weights(rows).to(word_vectors.dtype).reshape(rows.shape[0], -1)  # (n, H)
+        heads = scores.shape[1]
+        top = torch.full((end - begin, heads), -torch.inf, dtype=scores.dtype, device=scores.device)
+        top = top.scatter_reduce(0, doc[:, None].expand(-1, heads), scores, reduce="amax")
         e = (scores - top[doc]).exp()
         total = torch.zeros_like(top).index_add_(0, doc, e)
-        weights = e / total[doc]
-        out[begin:end].index_add_(0, doc, weights[:, None] * word_vectors[rows])
+        weights = (e / total[doc]).repeat_interleave(word_vectors.shape[1] // heads, dim=1)  # (n, D): a head a slice
+        out[begin:end].index_add_(0, doc, weights * word_vectors[rows])
         begin = end
     return out

@@ -31,6 +31,11 @@ default) where
 for the pooled part. Sampling a few words per target gives every word of a long document its
 share of training without a Python loop, and the random subset acts as Doc2VecC's corruption.
 
+With ``pool_heads = H > 1`` (config) the document's pooling has ``H`` heads: ``r`` holds ``H`` scores per word,
+and head ``h`` pools slice ``h`` of the word vectors (``D / H`` components) with ``softmax(r[:, h])``, so
+``u = concat_h sum_i q_hi x_i[slice h]`` (multi-head attention whose values are the word vectors cut into
+slices): one head may weigh a review's sentiment words while another weighs its topic.
+
 With ``uniform_attention=True`` the scores stay at zero: the design's uniform twin (plain means).
 """
 
@@ -58,6 +63,8 @@ class PooledAttention(ContextLayer):
         ``P``, words drawn from the document per target.
     pool_loss : float
         Weight of a second loss in which the pooled words alone predict the target (0: none).
+    pool_heads : int
+        Heads of the document pooling, each over its own slice of the vectors (must divide ``vector_size``).
     uniform : bool
         Keep every score at zero (the uniform twin).
     """
@@ -66,7 +73,7 @@ class PooledAttention(ContextLayer):
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
                  pool_sample: int, uniform: bool = False, parts: str = "both",
-                 context_scores: str = "word", pool_loss: float = 0.0) -> None:
+                 context_scores: str = "word", pool_loss: float = 0.0, pool_heads: int = 1) -> None:
         super().__init__()
         self.learned = not uniform
         if parts not in ATTENTION_PARTS:
@@ -85,10 +92,16 @@ class PooledAttention(ContextLayer):
         if doc_share + pool_share >= 1.0:
             raise ValueError(f"doc_share + pool_share must be < 1 so that the context words keep a share. "
                              f"Got {doc_share} + {pool_share}.")
+        if pool_heads < 1 or vector_size % pool_heads or (pool_heads > 1 and context_scores == "shared"):
+            raise ValueError(f"pool_heads must divide vector_size ({vector_size}) and, above 1, cannot go with "
+                             f"context_scores='shared'. Got pool_heads={pool_heads!r}.")
+        self.pool_heads = pool_heads
         self.shares = (doc_share, 1.0 - doc_share - pool_share, pool_share)
         self.pool_sample = pool_sample
         self.pool_loss = pool_loss
-        self.row_salience = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # r: document attention
+        # r: document attention, one score per word (and head: (n_words, H) when pool_heads > 1)
+        shape = (n_words,) if pool_heads == 1 else (n_words, pool_heads)
+        self.row_salience = nn.Parameter(torch.zeros(shape), requires_grad=False)
         self.row_context = nn.Parameter(torch.zeros(n_words), requires_grad=False)  # c: context attention
         self.position_bias = nn.Parameter(torch.zeros(2 * window), requires_grad=False)  # b
 
@@ -100,8 +113,16 @@ class PooledAttention(ContextLayer):
         if inputs.pool_x is None:  # weights only (attention extraction): the document's words count as present
             pooled, has_pool = torch.zeros_like(ctx), torch.ones_like(n_tags, dtype=torch.bool)
         else:
-            q = masked_softmax(self.row_salience[inputs.pool_words], inputs.pool_mask)  # (R, P)
-            pooled, has_pool = torch.einsum("rp,rpd->rd", q, inputs.pool_x), inputs.pool_mask.any(1)  # (R, D)
+            has_pool = inputs.pool_mask.any(1)
+            if self.pool_heads == 1:
+                q = masked_softmax(self.row_salience[inputs.pool_words], inputs.pool_mask)  # (R, P)
+                pooled = torch.einsum("rp,rpd->rd", q, inputs.pool_x)  # (R, D)
+            else:  # head h pools slice h of the vectors with its own softmax
+                n_rows, n_pool, dim = inputs.pool_x.shape
+                scores = self.row_salience[inputs.pool_words].transpose(1, 2)  # (R, H, P)
+                q = masked_softmax(scores, inputs.pool_mask[:, None, :])
+                values = inputs.pool_x.reshape(n_rows, n_pool, self.pool_heads, dim // self.pool_heads)
+                pooled = torch.einsum("rhp,rphk->rhk", q, values).reshape(n_rows, dim)
             if inputs.pool_index is not None:  # a document's examples share its sample
                 pooled, has_pool = pooled[inputs.pool_index], has_pool[inputs.pool_index]
         present = torch.stack([n_tags > 0, inputs.word_mask.any(1), has_pool], 1).to(dtype)
@@ -129,6 +150,7 @@ class PooledAttention(ContextLayer):
         return self.row_context[words] + self.position_bias[positions]
 
     def pool_weights(self, words: Tensor) -> Tensor:
+        """Scores of ``words`` in the document pooling: ``(...,)``, or ``(..., H)`` with ``pool_heads = H > 1``."""
         return self.row_salience[words]
 
     def document_shares(self) -> tuple[float, float]:
