@@ -28,7 +28,7 @@ import platform
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,7 +166,8 @@ def save(path: str | os.PathLike, config: Doc2VecConfig, vocab: Vocabulary, modu
     return path
 
 
-def load(path: str | os.PathLike, mmap: bool = False) -> LoadedCheckpoint:
+def load(path: str | os.PathLike, mmap: bool = False,
+         doc_table: Callable[[str, tuple[int, ...]], torch.Tensor] | None = None) -> LoadedCheckpoint:
     """Read a checkpoint directory (or any file inside one) onto the CPU.
 
     A save running at the same time (another thread or process) is never mistaken for damage:
@@ -174,6 +175,8 @@ def load(path: str | os.PathLike, mmap: bool = False) -> LoadedCheckpoint:
 
     With ``mmap`` the module's tensors are the safetensors file's memory map itself (copy-on-write: the
     file never changes) instead of copies, so a large model costs memory only for the rows it touches.
+    ``doc_table`` creates the module's per-document tables (:class:`~attn_doc2vec.model.Doc2VecModule`), which
+    the checkpoint's are copied into.
 
     Raises
     ------
@@ -190,7 +193,7 @@ def load(path: str | os.PathLike, mmap: bool = False) -> LoadedCheckpoint:
     while True:
         before = _config_bytes(path)
         try:
-            return _load_once(path, mmap)
+            return _load_once(path, mmap, doc_table)
         except (CheckpointError, OSError):
             # A save commits by replacing config.json, then deletes the files the old one named: if
             # config.json changed while we read, we read a superseded checkpoint; read the new one.
@@ -198,7 +201,8 @@ def load(path: str | os.PathLike, mmap: bool = False) -> LoadedCheckpoint:
                 raise
 
 
-def _load_once(path: Path, mmap: bool = False) -> LoadedCheckpoint:
+def _load_once(path: Path, mmap: bool = False,
+               doc_table: Callable[[str, tuple[int, ...]], torch.Tensor] | None = None) -> LoadedCheckpoint:
     meta = _read_json(path / CONFIG_FILE, path)
     if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int):
         raise CheckpointError(f"{path} is not an attn_doc2vec checkpoint "
@@ -223,7 +227,7 @@ def _load_once(path: Path, mmap: bool = False) -> LoadedCheckpoint:
         tensors = load_file(str(path / files["tensors"]))
         words = _read_json(path / files["vocab"], path)
         vocab = _vocabulary(words, tensors, config, meta["state"])
-        module = Doc2VecModule.from_config(config, len(vocab.wv), len(vocab.dv))
+        module = Doc2VecModule.from_config(config, len(vocab.wv), len(vocab.dv), doc_table=doc_table)
         module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")},
                                assign=mmap)
     except (KeyError, ValueError, RuntimeError, SafetensorError) as err:

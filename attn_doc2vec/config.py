@@ -8,6 +8,7 @@ changes everywhere.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -83,6 +84,13 @@ class Doc2VecConfig:
         about this many tokens, and each block is downsampled, shuffled and cut into batches on its own, so an
         epoch's temporaries (about 100 bytes a position) stay bounded however large the corpus is. A corpus
         no larger than one block is shuffled whole, as before. 0: always the whole corpus at once.
+    dv_mapfile : str or None
+        A directory (gensim's parameter name) where the per-document tables (the free document vectors, their
+        Adagrad state, the pooled words of ``attention``, ``model.dv``) live as memory-mapped ``.npy`` files
+        instead of in memory (:mod:`attn_doc2vec.doc_tables`), for corpora with tens of millions of documents;
+        CPU only. A new or empty directory, or one such tables were mapped into before (they are replaced).
+        ``save`` still writes every table into the checkpoint; ``Doc2Vec.load(path, dv_mapfile=...)`` maps a
+        loaded model's tables. None: in memory.
     doc_share : float or None
         PV-DM: the document vectors' fixed share of the context vector, the words sharing the
         rest; None gives the design's default: every input the same share for ``mean``/``sum``/``wordpos``
@@ -177,6 +185,7 @@ class Doc2VecConfig:
     workers: int | None = None
     sync_every: int = 8
     epoch_block: int = 2**20
+    dv_mapfile: str | None = None
     doc_share: float | None = None
     attention_alpha: float = 1.0
     row_update_cap: int = 32
@@ -275,6 +284,11 @@ class Doc2VecConfig:
         _check_int(self, "workers", 1, optional=True)
         _check_int(self, "sync_every", 1)
         _check_int(self, "epoch_block", 0)
+        if self.dv_mapfile is not None and not isinstance(self.dv_mapfile, str):
+            if not isinstance(self.dv_mapfile, os.PathLike):
+                raise ValueError(f"The 'dv_mapfile' parameter must be a directory path or None. "
+                                 f"Got {self.dv_mapfile!r} instead.")
+            self.dv_mapfile = os.fspath(self.dv_mapfile)  # a path, stored as a string (config.json)
         _check_float(self, "attention_alpha", 0.0)
         low = 0 if self.context == "attention" else 0 + 1e-300  # only 'attention' has another document part
         if self.doc_share is not None and (isinstance(self.doc_share, bool) or not (

@@ -25,6 +25,7 @@ from attn_doc2vec.corpus import (
     encode,
     resolve_corpus,
 )
+from attn_doc2vec.doc_tables import MappedTables
 from attn_doc2vec.explain import AttentionMixin
 from attn_doc2vec.inference import infer
 from attn_doc2vec.model import Doc2VecModule
@@ -120,6 +121,7 @@ class Doc2Vec(AttentionMixin):
         self.running_training_loss = 0.0
         self.compute_loss = False
         self.attention_history: list[dict] = []
+        self.doc_tables: MappedTables | None = None  # dv_mapfile: the files the per-document tables are mapped from
         self.tracked_docs: list | None = None
         documents = documents if documents is not None else corpus_iterable
         if documents is not None or corpus_file is not None:
@@ -222,7 +224,9 @@ class Doc2Vec(AttentionMixin):
         self.corpus_count = self.vocab.corpus_count
         self.corpus_total_words = self.vocab.corpus_total_words
         device = resolve_device(self.config.device)
-        module = Doc2VecModule.from_config(self.config, len(self.vocab.wv), len(self.vocab.dv))
+        self.doc_tables = self._map_tables(device)
+        module = Doc2VecModule.from_config(self.config, len(self.vocab.wv), len(self.vocab.dv),
+                                           doc_table=None if self.doc_tables is None else self.doc_tables.table)
         # Initialize on the CPU, so that the starting point does not depend on the device.
         module.reset_parameters(make_generator(self.config.seed, torch.device("cpu")))
         self.module = module.to(device)
@@ -637,17 +641,31 @@ class Doc2Vec(AttentionMixin):
         checkpoint.save(path, self.config, self.vocab, module, self.generator, state, epoch_rng=epoch_rng)
 
     @_class_only
-    def load(cls, path: str | os.PathLike, device: str | None = None, mmap: str | None = None) -> Doc2Vec:
+    def load(cls, path: str | os.PathLike, device: str | None = None, mmap: str | None = None,
+             dv_mapfile: str | os.PathLike | None = None) -> Doc2Vec:
         """Load a checkpoint written by :meth:`save`, onto ``device`` (default: the saved ``device`` setting).
 
         A checkpoint trained on a GPU loads on a CPU-only machine with ``device="cpu"`` or ``"auto"``.
         ``mmap='r'`` (gensim's option) maps the vectors from the file instead of copying them into memory, on
         the CPU: pages are read when used, and training writes private copies (the file never changes).
+        ``dv_mapfile`` (a directory, see :class:`~attn_doc2vec.config.Doc2VecConfig`) copies the per-document
+        tables into memory-mapped files there, for training on; the directory a checkpoint was trained with is
+        not reused unless given.
         """
         if mmap not in (None, "r"):
             raise ValueError(f"mmap must be None or 'r' (read-only map, gensim's option). Got {mmap!r} instead.")
-        loaded = checkpoint.load(path, mmap=mmap is not None)
-        config = loaded.config if device is None else loaded.config.replace(device=device)
+        if mmap is not None and dv_mapfile is not None:
+            raise ValueError("Pass mmap='r' (read the checkpoint's own map) or dv_mapfile (train on mapped copies "
+                             "of the document tables), not both.")
+        tables = None
+        if dv_mapfile is not None:
+            if device is not None and resolve_device(device).type != "cpu":
+                raise ValueError(f"dv_mapfile maps the document tables into CPU memory: load with device='cpu' "
+                                 f"(got device={device!r}).")
+            device, tables = "cpu", MappedTables(dv_mapfile)
+        loaded = checkpoint.load(path, mmap=mmap is not None, doc_table=None if tables is None else tables.table)
+        config = loaded.config.replace(dv_mapfile=None if dv_mapfile is None else os.fspath(dv_mapfile))
+        config = config if device is None else config.replace(device=device)
         if device is None and config.device != "auto" and config.device.startswith("cuda") \
                 and not torch.cuda.is_available():
             logger.warning("checkpoint was trained on %s, which is not available here; loading on the CPU",
@@ -657,6 +675,7 @@ class Doc2Vec(AttentionMixin):
         target = resolve_device(config.device)
         model.vocab = loaded.vocab
         model.module = loaded.module.to(target)
+        model.doc_tables = tables
         model.generator = make_generator(config.seed, target)
         same_rng = loaded.generator_state is not None and target.type == loaded.rng_device
         if same_rng:  # a generator's state only fits a generator of the same device type
@@ -680,6 +699,18 @@ class Doc2Vec(AttentionMixin):
         self.vocab.dv.vectors = self.module.document_vectors().data.cpu().numpy()
         self.vocab.wv.norms = None
         self.vocab.dv.norms = None
+
+    def _map_tables(self, device: torch.device) -> MappedTables | None:
+        """The mapped per-document tables of ``dv_mapfile`` (a directory per process of a distributed run)."""
+        if self.config.dv_mapfile is None:
+            return None
+        if device.type != "cpu":
+            raise ValueError(f"dv_mapfile maps the document tables into CPU memory, but the model is on {device}: "
+                             "pass device='cpu', or dv_mapfile=None to keep them on the device.")
+        self.doc_tables = None  # a model's own earlier tables free their directory first
+        rank, world_size = distributed.world()
+        path = Path(self.config.dv_mapfile)
+        return MappedTables(path / f"rank{rank}" if world_size > 1 else path)
 
     def _require_vocab(self) -> Vocabulary:
         if self.vocab is None:

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from attn_doc2vec.context import HAND_WRITTEN, ContextInputs, ContextLayer, ContextOutput
 
 MASKED = -1e30  # score of padding: exp() underflows to 0, and an all-padding row stays finite
+ROWS_AT_ONCE = 1 << 16  # documents (table rows) handled at once by the passes over every document
 
 
 @dataclass
@@ -126,29 +127,37 @@ class Doc2VecModule(nn.Module):
     dm_tag_count : int
         ``context="concat"``: document vectors at the head of the concatenated input; the output vectors
         are ``(dm_tag_count + 2 window) D`` long (gensim's ``layer1_size``).
+    doc_table : callable, optional
+        ``doc_table(name, shape) -> Tensor``: creates the per-document tables (``doc_vectors``,
+        ``adagrad_docs``, ``pooled_docs`` and, for :meth:`document_vectors` of the pooling design, ``dv``),
+        zero-filled, e.g. in memory-mapped files (:class:`attn_doc2vec.doc_tables.MappedTables`); default: in
+        memory (and ``document_vectors`` returns a new table each call).
     """
 
     def __init__(self, n_words: int, n_docs: int, vector_size: int, window: int, context: str, dm: int,
                  doc_share: float | None = None, layer: ContextLayer | None = None, hs: int = 0,
-                 dm_tag_count: int = 1) -> None:
+                 dm_tag_count: int = 1, doc_table: Callable[[str, tuple[int, ...]], Tensor] | None = None) -> None:
         super().__init__()
         if dm == 1 and context not in HAND_WRITTEN and layer is None:
             raise ValueError(f"context={context!r} needs its ContextLayer: build it with "
                              "attn_doc2vec.context.build_layer(config, n_words).")
         self.layer = layer if dm == 1 else None
+        table = doc_table or (lambda _, shape: torch.zeros(shape))
         if self.layer is not None:  # row-wise Adagrad accumulators (attn_doc2vec.optim), saved with the model
-            self.register_buffer("adagrad_docs", torch.zeros(n_docs))
+            self.register_buffer("adagrad_docs", table("adagrad_docs", (n_docs,)))
             self.register_buffer("adagrad_words", torch.zeros(n_words))
             self.register_buffer("adagrad_outputs", torch.zeros(n_words))
             for name, param in self.layer.named_parameters():
                 self.register_buffer("adagrad_layer_" + name.replace(".", "_"), torch.zeros_like(param))
             if self.layer.pool_sample:  # each tag's documents, pooled over all their words (see pool_tags)
-                self.register_buffer("pooled_docs", torch.zeros(n_docs, vector_size))
+                self.register_buffer("pooled_docs", table("pooled_docs", (n_docs, vector_size)))
+                if doc_table is not None:  # model.dv's mix of the free vector and pooled words, built in there
+                    self.register_buffer("dv_table", table("dv", (n_docs, vector_size)), persistent=False)
         self.doc_share = doc_share
         self.context = context
         self.dm = dm
         self.window = window
-        self.doc_vectors = nn.Parameter(torch.zeros(n_docs, vector_size), requires_grad=False)
+        self.doc_vectors = nn.Parameter(table("doc_vectors", (n_docs, vector_size)), requires_grad=False)
         self.word_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)
         self.dm_tag_count = dm_tag_count
         out_size = (dm_tag_count + 2 * window) * vector_size if self.concatenates else vector_size
@@ -160,13 +169,15 @@ class Doc2VecModule(nn.Module):
             self.position_scores = nn.Parameter(torch.zeros(n_pos), requires_grad=False)  # b
 
     @classmethod
-    def from_config(cls, config, n_words: int, n_docs: int) -> Doc2VecModule:
+    def from_config(cls, config, n_words: int, n_docs: int,
+                    doc_table: Callable[[str, tuple[int, ...]], Tensor] | None = None) -> Doc2VecModule:
         """The module a :class:`~attn_doc2vec.config.Doc2VecConfig` describes (tables zero until
-        :meth:`reset_parameters` or a checkpoint fills them)."""
+        :meth:`reset_parameters` or a checkpoint fills them; ``doc_table`` as in the class)."""
         from attn_doc2vec.context import build_layer
 
         return cls(n_words, n_docs, config.vector_size, config.window, config.context, config.dm, config.doc_share,
-                   layer=build_layer(config, n_words), hs=config.hs, dm_tag_count=config.dm_tag_count)
+                   layer=build_layer(config, n_words), hs=config.hs, dm_tag_count=config.dm_tag_count,
+                   doc_table=doc_table)
 
     @property
     def pools_documents(self) -> bool:
@@ -175,8 +186,10 @@ class Doc2VecModule(nn.Module):
 
     def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int,
                   pool: Callable[..., Tensor] | None = None,
-                  reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+                  reduce: Callable[[Tensor], Tensor] | None = None, out: Tensor | None = None) -> Tensor:
         """Pooled words of every tag row: the mean over the tag's documents of their pooled words.
+
+        Documents are pooled ``ROWS_AT_ONCE`` at a time, so the only table-sized array is the result.
 
         Parameters
         ----------
@@ -192,6 +205,8 @@ class Doc2VecModule(nn.Module):
         reduce : callable, optional
             Sums a tensor in place over the processes of a distributed run, whose ranks each hold part of the
             documents: the sums and counts per row are added up before the mean.
+        out : Tensor, optional
+            ``(n_rows, D)`` written in place and returned (e.g. ``pooled_docs``, or a memory-mapped table).
 
         Returns
         -------
@@ -200,33 +215,48 @@ class Doc2VecModule(nn.Module):
         """
         from attn_doc2vec.context import pooled_documents
 
-        per_doc = (pool or pooled_documents)(self.layer, self.word_vectors, tokens, offsets)  # (n_docs, D)
-        valid = tags >= 0
-        doc_of = torch.arange(tags.shape[0], device=tags.device)[:, None].expand_as(tags)[valid]
-        out = torch.zeros((n_rows, per_doc.shape[1]), dtype=per_doc.dtype, device=per_doc.device)
-        out.index_add_(0, tags[valid], per_doc[doc_of])
-        count = torch.zeros(n_rows, dtype=per_doc.dtype, device=per_doc.device)
-        count.index_add_(0, tags[valid], torch.ones_like(doc_of, dtype=per_doc.dtype))
-        del per_doc
+        pool = pool or pooled_documents
+        dtype, device = self.word_vectors.dtype, self.word_vectors.device
+        if out is None:
+            out = torch.zeros((n_rows, self.word_vectors.shape[1]), dtype=dtype, device=device)
+        else:
+            out.zero_()
+        count = torch.zeros(n_rows, dtype=dtype, device=device)
+        for lo in range(0, tags.shape[0], ROWS_AT_ONCE):  # a slice of the documents at a time
+            hi = min(tags.shape[0], lo + ROWS_AT_ONCE)
+            start, stop = int(offsets[lo]), int(offsets[hi])
+            per_doc = pool(self.layer, self.word_vectors, tokens[start:stop], offsets[lo:hi + 1] - start)
+            valid = tags[lo:hi] >= 0
+            doc_of = torch.arange(hi - lo, device=tags.device)[:, None].expand_as(tags[lo:hi])[valid]
+            out.index_add_(0, tags[lo:hi][valid], per_doc[doc_of])
+            count.index_add_(0, tags[lo:hi][valid], torch.ones_like(doc_of, dtype=dtype))
+            del per_doc
         if reduce is not None:
             reduce(out)
             reduce(count)
         return out.div_(count.clamp_(min=1)[:, None])  # in place: one (n_rows, D) table at a time
 
-    def document_vectors(self, docs: Tensor | None = None, pooled: Tensor | None = None) -> Tensor:
+    def document_vectors(self, docs: Tensor | None = None, pooled: Tensor | None = None,
+                         out: Tensor | None = None) -> Tensor:
         """Each document's representation (``model.dv``): its free vector, mixed for ``attention`` with its
-        pooled words as in the hidden vector, ``(s_d d + s_p pool) / (s_d + s_p)``."""
+        pooled words as in the hidden vector, ``(s_d d + s_p pool) / (s_d + s_p)``; written into ``out`` when
+        given (designs that mix; default: the module's ``dv_table`` if ``doc_table`` made one, else a new
+        table), ``ROWS_AT_ONCE`` rows at a time."""
         docs = self.doc_vectors if docs is None else docs
         if not self.pools_documents:
             return docs
         pooled = self.pooled_docs if pooled is None else pooled
         s_d, s_p = self.layer.document_shares()
-        mixed = torch.mul(pooled, s_p / (s_d + s_p))  # built in place: one (n_docs, D) temporary, not five
-        if s_d:
-            mixed.add_(docs, alpha=s_d / (s_d + s_p))
-        # a document with no known word has nothing to pool (an exactly zero row): it keeps its free vector
-        empty = ~pooled.any(dim=1)
-        mixed[empty] = docs[empty]
+        out = getattr(self, "dv_table", None) if out is None else out
+        mixed = torch.empty_like(pooled) if out is None else out
+        for lo in range(0, pooled.shape[0], ROWS_AT_ONCE):
+            part, free = mixed[lo:lo + ROWS_AT_ONCE], docs[lo:lo + ROWS_AT_ONCE]
+            torch.mul(pooled[lo:lo + ROWS_AT_ONCE], s_p / (s_d + s_p), out=part)
+            if s_d:
+                part.add_(free, alpha=s_d / (s_d + s_p))
+            # a document with no known word has nothing to pool (an exactly zero row): it keeps its free vector
+            empty = ~pooled[lo:lo + ROWS_AT_ONCE].any(dim=1)
+            part[empty] = free[empty]
         return mixed
 
     @property
@@ -263,7 +293,9 @@ class Doc2VecModule(nn.Module):
         """word2vec's initialization: inputs uniform in ``±0.5 / D``, outputs and scores zero (uniform attention)."""
         dim = self.word_vectors.shape[1]
         for table in (self.word_vectors, self.doc_vectors):
-            table.data.copy_((torch.rand(table.shape, generator=generator, device=table.device) - 0.5) / dim)
+            for lo in range(0, table.shape[0], ROWS_AT_ONCE):  # in slices: no table-sized temporary (same draws)
+                rows = table.data[lo:lo + ROWS_AT_ONCE]
+                rows.copy_((torch.rand(rows.shape, generator=generator, device=table.device) - 0.5) / dim)
         self.output_vectors.data.zero_()
         if self.uses_attention:
             self.word_scores.data.zero_()

@@ -358,10 +358,9 @@ class Trainer:
                 loss, examples, alpha = self._epoch(corpus, docs, doc_vectors is None, schedule, bar,
                                                     encoded.raw_words, stop)
                 if doc_vectors is None and self.module.pools_documents:
-                    self.module.pooled_docs.copy_(self.module.pool_tags(corpus.tokens, corpus.offsets, corpus.tags,
-                                                                        docs.shape[0],
-                                                                        pool=pool_function(self.backend, self.config),
-                                                                        reduce=None if sync is None else sync.sum_))
+                    self.module.pool_tags(corpus.tokens, corpus.offsets, corpus.tags, docs.shape[0],
+                                          pool=pool_function(self.backend, self.config),
+                                          reduce=None if sync is None else sync.sum_, out=self.module.pooled_docs)
                     if self._release_pages is not None:  # the pooling read every document's words
                         self._release_pages()
                 raw_words = encoded.raw_words
