@@ -13,6 +13,8 @@ Writes a JSON result file with the command, commit and versions.
 
     python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json results/memory.json
     python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json again.json --modes file store
+    python scripts/bench_memory.py --corpus imdb25k.txt --work /tmp/bench-memory --json mapped.json --modes store \
+        --dv-mapfile /tmp/tables    # the per-document tables memory-mapped (dv_mapfile)
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ class AnonymousPeak:
 MODES = ("prepare", "file", "store", "steps", "gensim")
 
 
-def child(mode: str, corpus: str, work: Path, settings: list[str]) -> dict:
-    """One measurement in this process (``mode``: prepare, file, store, steps or gensim)."""
+def child(mode: str, corpus: str, work: Path, settings: list[str], dv_mapfile: str | None = None) -> dict:
+    """One measurement in this process (``mode``: prepare, file, store, steps or gensim; ``dv_mapfile``: the
+    file and store modes map the per-document tables into ``<dv_mapfile>/<mode>``)."""
     if mode == "gensim":  # gensim's Doc2Vec, one epoch from the file in its corpus_file mode (streamed), one worker,
         # with the prepared model's settings (read from its config.json: this process never imports torch)
         import gensim
@@ -99,14 +102,16 @@ def child(mode: str, corpus: str, work: Path, settings: list[str]) -> dict:
                 "peak_anonymous_mb": anonymous.stop_mb()}
     if mode == "file":  # the user's path: a fresh process builds the vocabulary from the file and trains from it
         anonymous = AnonymousPeak()
-        model = Doc2Vec(**params)
+        mapped = {} if dv_mapfile is None else {"dv_mapfile": str(Path(dv_mapfile) / mode)}
+        model = Doc2Vec(**params, **mapped)
         model.build_vocab(corpus_file=corpus)
         vocab_peak = peak_mb()
         t0 = time.perf_counter()
         history = model.train(corpus_file=corpus, total_examples=model.corpus_count, epochs=1, progress=False)
         return {"seconds": time.perf_counter() - t0, "peak_rss_mb": peak_mb(), "peak_rss_mb_after_vocabulary":
                 vocab_peak, "peak_anonymous_mb": anonymous.stop_mb(), "words_per_second": history[-1].words_per_second}
-    model = Doc2Vec.load(work / "model")
+    model = Doc2Vec.load(work / "model", dv_mapfile=None if dv_mapfile is None or mode != "store"
+                         else Path(dv_mapfile) / mode)
     if mode == "steps":
         from attn_doc2vec.batching import DeviceCorpus, Sampler, epoch_blocks, trains_in_blocks
         from attn_doc2vec.store import open_corpus_store
@@ -146,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="measurements to run (without prepare, --work must hold a prepared model and store)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model settings other than the defaults (prepare and file modes; e.g. dm=0)")
+    parser.add_argument("--dv-mapfile", default=None, metavar="DIR",
+                        help="file and store modes: the per-document tables memory-mapped in DIR/<mode> (dv_mapfile)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.work)
     if args.child:
-        print(json.dumps(child(args.child, args.corpus, work, args.set)))
+        print(json.dumps(child(args.child, args.corpus, work, args.set, args.dv_mapfile)))
         return 0
     if "prepare" in args.modes:
         work.mkdir(parents=True, exist_ok=False)
@@ -158,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{work} holds no prepared model and store: run with the prepare mode first")
     results = {}
     for mode in args.modes:
+        mapped = ["--dv-mapfile", args.dv_mapfile] if args.dv_mapfile else []
         out = subprocess.run([sys.executable, __file__, "--corpus", args.corpus, "--work", str(work), "--json",
-                              args.json, "--child", mode, "--set", *args.set], check=True, capture_output=True,
-                             text=True).stdout
+                              args.json, "--child", mode, *mapped, "--set", *args.set], check=True,
+                             capture_output=True, text=True).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
     # imported only now: a child's peak RSS counts its parent's at the fork (Linux keeps ru_maxrss across exec)

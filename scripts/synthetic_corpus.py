@@ -5,12 +5,14 @@ Documents of a benchmark corpus of the shared data folder, tokenized as the benc
 written one per line, tokens separated by spaces: each once in the benchmarks' shuffled order, or with
 ``--tokens N`` drawn with replacement (seeded) until the file holds at least N tokens; ``--join K`` makes each
 written document K drawn ones one after another (a larger corpus with as many documents: memory that grows with
-the tokens apart from memory that grows with the documents). The data stays outside the project: write it to a
-scratch folder.
+the tokens apart from memory that grows with the documents); ``--split N`` cuts every written document into
+documents of N tokens (the last shorter): as many tokens in many more, short documents (memory that grows with
+the documents). The data stays outside the project: write it to a scratch folder.
 
     python scripts/synthetic_corpus.py --dataset imdb --out /tmp/imdb.txt                     # all 100,000 reviews
     python scripts/synthetic_corpus.py --dataset imdb --tokens 50000000 --out /tmp/imdb-50M.txt
     python scripts/synthetic_corpus.py --dataset imdb --tokens 200000000 --join 7 --out /tmp/imdb-200M-join7.txt
+    python scripts/synthetic_corpus.py --dataset imdb --split 25 --out /tmp/imdb-split25.txt  # ~1.1 M documents
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=None,
                         help="draw documents with replacement until this many tokens (default: each document once)")
     parser.add_argument("--join", type=int, default=1, help="drawn documents per written document (with --tokens)")
+    parser.add_argument("--split", type=int, default=None,
+                        help="cut each written document into documents of this many tokens (default: whole)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="the text file to write (must not exist)")
     args = parser.parse_args(argv)
@@ -43,21 +47,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{out} exists: choose a new file")
     if args.join < 1 or (args.join > 1 and args.tokens is None):
         parser.error("--join K needs K >= 1 and --tokens (each document is written once without --tokens)")
+    if args.split is not None and args.split < 1:
+        parser.error("--split N needs N >= 1")
     lines = [" ".join(doc.words) for doc in load_dataset(args.dataset, args.data_dir) if doc.words]
     lengths = [line.count(" ") + 1 for line in lines]
     rng = random.Random(args.seed)
     target = sum(lengths) if args.tokens is None else args.tokens
-    written = documents = 0
+    written = documents = taken = 0  # tokens and documents written, source documents taken
     with open(out, "w", encoding="utf-8") as f, tqdm(total=target, unit="token", unit_scale=True) as bar:
         while written < target:
-            picks = [documents] if args.tokens is None else [rng.randrange(len(lines)) for _ in range(args.join)]
-            f.write(" ".join(lines[i] for i in picks))
-            f.write("\n")
+            picks = [taken] if args.tokens is None else [rng.randrange(len(lines)) for _ in range(args.join)]
+            taken += 1
+            text = " ".join(lines[i] for i in picks)
             size = sum(lengths[i] for i in picks)
+            if args.split is None:
+                f.write(text + "\n")
+                documents += 1
+            else:  # documents of args.split tokens
+                words = text.split(" ")
+                for lo in range(0, len(words), args.split):
+                    f.write(" ".join(words[lo:lo + args.split]) + "\n")
+                    documents += 1
             written += size
-            documents += 1
             bar.update(size)
     how = "each once" if args.tokens is None else f"drawn with replacement, {args.join} a document, seed {args.seed}"
+    how += "" if args.split is None else f", cut into documents of {args.split} tokens"
     print(f"wrote {out}: {documents:,} documents, {written:,} tokens ({len(lines):,} {args.dataset} documents, {how})")
     return 0
 

@@ -154,8 +154,12 @@ def test_synthetic_corpus_writes_each_document_once_or_draws_to_a_size(tmp_path,
     joined = write("joined.txt", "--tokens", "500", "--join", "3")
     assert all(len(line.split()) == 3 * 8 and line.count("review") == 3 for line in joined)  # 3 reviews a line
     assert 500 <= 24 * len(joined) < 500 + 24
+    split = write("split.txt", "--split", "3")  # every review cut into documents of 3, 3 and 2 tokens
+    assert len(split) == 3 * 20 and [len(line.split()) for line in split[:3]] == [3, 3, 2]
+    assert " ".join(split).split() == " ".join(lines).split()  # the same tokens, in the same order
     for flags, words in ((["--out", str(tmp_path / "a.txt")], "exists: choose a new file"),
-                         (["--out", str(tmp_path / "j.txt"), "--join", "2"], "--join K needs")):
+                         (["--out", str(tmp_path / "j.txt"), "--join", "2"], "--join K needs"),
+                         (["--out", str(tmp_path / "s.txt"), "--split", "0"], "--split N needs")):
         with pytest.raises(SystemExit):
             script.main(["--data-dir", str(tmp_path), *flags])
         assert words in capsys.readouterr().err
