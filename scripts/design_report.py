@@ -198,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
               "round7-imdb": explore_summary(["explore-imdb-5000-*-w10.json"]),
               "round8-ngrams": ngrams_table(),
               "round9-dvloss": representation_table(["explore-imdb-*-docshare03-*.json",
-                                                     "explore-imdb-*-window10-poolloss2.json"])}
+                                                     "explore-imdb-*-window10-poolloss2.json"]),
+              "round10-heads": representation_table(["explore-*-heads*.json", "explore-imdb-5000-s0-w10-uniform.json",
+                                                     "explore-imdb-5000-s0-window10-poolloss2.json",
+                                                     "explore-20news-3000-s0-poolloss2.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
