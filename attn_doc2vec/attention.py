@@ -350,7 +350,7 @@ def extract(module: Doc2VecModule, vocab: Vocabulary, encoded: EncodedCorpus, la
         lo, hi = int(encoded.offsets[i]), int(encoded.offsets[i + 1])
         doc_att = None
         if salience is not None:
-            scores = salience[lo:hi].reshape(hi - lo, -1)  # (n, heads)
+            scores = salience[lo:hi].reshape(hi - lo, 1 if salience.ndim == 1 else salience.shape[1])  # (n, heads)
             e = np.exp(scores - scores.max(axis=0, initial=0.0))
             doc_att = (e / np.maximum(e.sum(axis=0), 1e-30)).mean(axis=1).astype(np.float32)  # heads averaged
         out.append(DocumentAttention(
