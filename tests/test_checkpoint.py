@@ -530,6 +530,19 @@ def test_a_diverged_model_does_not_replace_a_good_checkpoint(saved) -> None:
     assert torch.isnan(Doc2Vec.load(path).module.word_vectors[3, 0])
 
 
+def test_the_finiteness_check_reads_every_chunk() -> None:
+    """save's check for NaN and infinity works a chunk at a time (no table-sized temporaries) and misses none."""
+    from attn_doc2vec.doc2vec import _all_finite
+
+    table = torch.zeros(7, 5)
+    assert _all_finite(table, chunk=4)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for index in ((0, 0), (3, 2), (6, 4)):  # the first chunk, one in the middle, the short last one
+            broken = table.clone()
+            broken[index] = bad
+            assert not _all_finite(broken, chunk=4), (bad, index)
+
+
 @pytest.mark.parametrize("kwargs, words", [({"alpha": float("nan")}, r"'alpha' parameter must be a finite number"),
                                            ({"alpha": -1.0}, r"'alpha' parameter \(learning rate\) must be > 0"),
                                            ({"min_alpha": 0.5}, r"'min_alpha' parameter must be in \[0, alpha="),
