@@ -142,6 +142,27 @@ def child(mode: str, corpus: str, work: Path, settings: list[str], dv_mapfile: s
             "peak_anonymous_mb": anonymous.stop_mb(), "words_per_second": history[-1].words_per_second}
 
 
+def memory_limit_mb() -> int | None:
+    """The memory limit of this process's control group (cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``),
+    or None when there is none (or it cannot be read)."""
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, where = line.split(":", 2)
+            if controllers == "":  # v2
+                file = Path("/sys/fs/cgroup") / where.lstrip("/") / "memory.max"
+            elif "memory" in controllers.split(","):
+                file = Path("/sys/fs/cgroup/memory") / where.lstrip("/") / "memory.limit_in_bytes"
+            else:
+                continue
+            if file.exists():
+                value = file.read_text().strip()
+                if value != "max" and int(value) < 1 << 60:
+                    return int(value) >> 20
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True, help="text file, one document per line")
@@ -166,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for mode in args.modes:
         mapped = ["--dv-mapfile", args.dv_mapfile] if args.dv_mapfile else []
-        out = subprocess.run([sys.executable, __file__, "--corpus", args.corpus, "--work", str(work), "--json",
-                              args.json, "--child", mode, *mapped, "--set", *args.set], check=True,
-                             capture_output=True, text=True).stdout
-        results[mode] = json.loads(out.strip().splitlines()[-1])
+        child_run = subprocess.run([sys.executable, __file__, "--corpus", args.corpus, "--work", str(work), "--json",
+                                    args.json, "--child", mode, *mapped, "--set", *args.set], capture_output=True,
+                                   text=True)
+        if child_run.returncode != 0:  # recorded (e.g. killed for memory under a limit: -9), then the next mode
+            results[mode] = {"failed": child_run.returncode, "stderr_tail": child_run.stderr[-600:]}
+        else:
+            results[mode] = json.loads(child_run.stdout.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
     # imported only now: a child's peak RSS counts its parent's at the fork (Linux keeps ru_maxrss across exec)
     import gensim
@@ -181,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {"command": invocation(), "commit": source_revision(), "corpus": args.corpus,
               "versions": {"torch": torch.__version__, "numpy": numpy.__version__, "gensim": gensim.__version__,
                            "python": sys.version.split()[0]},
-              "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()), "results": results}
+              "load_after": " ".join(f"{x:.1f}" for x in os.getloadavg()), "memory_limit_mb": memory_limit_mb(),
+              "results": results}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.json}")
