@@ -6,7 +6,9 @@ Every figure in the section comes from a JSON result file written by ``attn-doc2
 ``--out docs/results/<name>``: one table per file, with the command recorded in the file (or, for files
 written before provenance was recorded, the command rebuilt from the file's ``"args"``). The section is
 the text between ``<!-- quality:begin -->`` and ``<!-- quality:end -->``; the rest of the page (the speed
-section written by ``attn-doc2vec bench``, the hand-written speed notes) is left as it is. The prose of the
+section written by ``attn-doc2vec bench``, the hand-written speed notes) is left as it is, except the memory
+tables between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers (:data:`MEMORY_BLOCKS`), also written
+here from the files of ``scripts/bench_memory.py`` in ``docs/results/memory/``. The prose of the
 section lives in this script: edit it here, not in the Markdown. The result files of the context designs
 (``docs/results/designs/``) have their own page, written by ``scripts/design_report.py``.
 
@@ -31,6 +33,14 @@ RESULTS = REPO / "docs" / "results"
 DESIGNS = RESULTS / "designs"
 DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+MEMORY = RESULTS / "memory"
+# the memory tables of the page: block name -> result files of scripts/bench_memory.py, one row each
+MEMORY_BLOCKS = {
+    "memory-growth": ["memory-dbow-imdb-all", "memory-dbow-100M", "memory-dbow-200M", "memory-dbow-1B",
+                      "memory-dbow-imdb-all-dbaa9aa", "memory-dbow-100M-dbaa9aa"],
+    "mapped-tables": ["memory-split25", "memory-split25-mapped", "memory-split25-limit1250M",
+                      "memory-split25-mapped-limit1250M"],
+}
 
 LABELS = {
     "gensim-dbow": "gensim PV-DBOW",
@@ -490,6 +500,62 @@ def render_page(text: str, section: str) -> str:
     return pattern.sub(lambda m: m.group(1) + section + m.group(2), text, count=1)
 
 
+def memory_table(stems: list[str], folder: Path = MEMORY) -> str:
+    """One row per ``bench_memory.py`` result file: its corpus, the peak of preparing it (vocabulary, save and
+    corpus store; recorded since commit 5b7a413), the training epoch's peak memory from the corpus store (or
+    the exit code of a run that was killed), the tables' place and the memory limit it ran under.
+
+    Parameters
+    ----------
+    stems : list of str
+        Result files (names without ``.json``) in ``folder``; missing ones are listed as not run.
+    folder : Path
+        Where they are.
+
+    Returns
+    -------
+    str
+        A Markdown table.
+    """
+    files = {stem: json.loads((folder / f"{stem}.json").read_text()) for stem in stems
+             if (folder / f"{stem}.json").is_file()}
+    sizes = {data["corpus"]: data["results"]["prepare"] for data in files.values() if "prepare" in data["results"]}
+    lines = ["| result file | corpus | tokens | documents | preparing: peak RSS MB | document tables | memory limit | "
+             "training: peak RSS MB | anonymous MB | words/s | commit |",
+             "| --- | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- |"]
+    for stem in stems:
+        if stem not in files:
+            lines.append(f"| {stem} | not run yet | | | | | | | | | |")
+            continue
+        data = files[stem]
+        size, run = sizes.get(data["corpus"], {}), data["results"].get("store", {})
+        limit = data.get("memory_limit_mb")
+        if "failed" in run:
+            peak = anonymous = f"killed (exit {run['failed']})"
+            speed = "–"
+        else:
+            peak, anonymous = f"{run['peak_rss_mb']:,}", f"{run['peak_anonymous_mb']:,}"
+            speed = f"{run['words_per_second']:,.0f}"
+        tokens = f"{size['words'] / 1e6:,.1f} M" if size else "–"
+        documents = f"{size['documents']:,}" if size else "–"
+        prepared = data["results"].get("prepare", {}).get("peak_rss_mb")  # recorded since commit 5b7a413
+        prepared = "–" if prepared is None else f"{prepared:,}"
+        tables = "mapped" if "--dv-mapfile" in data["command"] else "in memory"
+        limit = "none" if limit is None else f"{limit:,} MB"
+        lines.append(f"| [{stem}](results/memory/{stem}.json) | `{Path(data['corpus']).name}` | {tokens} | "
+                     f"{documents} | {prepared} | {tables} | {limit} | {peak} | {anonymous} | {speed} | "
+                     f"`{data['commit']['commit'][:7]}` |")
+    return "\n".join(lines)
+
+
+def render_memory(text: str) -> str:
+    """A page with each memory block of :data:`MEMORY_BLOCKS` replaced by its table (blocks absent: left)."""
+    for name, stems in MEMORY_BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+        text = pattern.sub(lambda m, stems=stems: m.group(1) + memory_table(stems) + "\n" + m.group(2), text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the quality section of docs/benchmarks.md, or with ``--check`` compare it with the files.
 
@@ -508,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write nothing; exit 1 if the page differs from what the result files give")
     args = parser.parse_args(argv)
     text = DOC.read_text()
-    new = render_page(text, render_section())
+    new = render_memory(render_page(text, render_section()))
     if args.check:
         if new == text:
             print(f"{DOC} is up to date with docs/results/*.json")

@@ -214,3 +214,26 @@ def test_compare_output_names_keep_their_dots() -> None:
     assert output_paths("r/docshare0.25-s0") == (Path("r/docshare0.25-s0.json"), Path("r/docshare0.25-s0.md"))
     assert output_paths("r/x.json") == (Path("r/x.json"), Path("r/x.md"))
     assert output_paths("r/x") == (Path("r/x.json"), Path("r/x.md"))
+
+
+def test_memory_tables_are_generated_from_bench_memory_files(tmp_path) -> None:
+    """The memory tables of docs/benchmarks.md: a row per bench_memory.py file, its sizes from the file that
+    prepared the same corpus, a killed run shown as killed, the limit it ran under; the page is up to date."""
+    report = _benchmarks_report()
+
+    def write(stem: str, command: str, results: dict, limit: int | None = None) -> None:
+        record = {"command": command, "commit": {"commit": "abcdef0123"}, "corpus": "/x/c.txt",
+                  "memory_limit_mb": limit, "results": results}
+        (tmp_path / f"{stem}.json").write_text(json.dumps(record))
+
+    store = {"peak_rss_mb": 2793, "peak_anonymous_mb": 620, "words_per_second": 60480.6}
+    write("a", "python scripts/bench_memory.py --modes prepare store",
+          {"prepare": {"documents": 1159958, "words": 27796815, "peak_rss_mb": 2636}, "store": store})
+    write("b", "python scripts/bench_memory.py --modes store --dv-mapfile D", {"store": {"failed": -9}}, limit=1250)
+    rows = report.memory_table(["a", "b", "c"], folder=tmp_path).splitlines()[2:]
+    assert rows[0] == ("| [a](results/memory/a.json) | `c.txt` | 27.8 M | 1,159,958 | 2,636 | in memory | none | "
+                       "2,793 | 620 | 60,481 | `abcdef0` |")
+    assert "| 27.8 M | 1,159,958 | – | mapped | 1,250 MB | killed (exit -9) | killed (exit -9) | – |" in rows[1]
+    assert rows[2].startswith("| c | not run yet |")
+    page = (REPO / "docs" / "benchmarks.md").read_text()
+    assert report.render_memory(page) == page, "run python scripts/benchmarks_report.py"
