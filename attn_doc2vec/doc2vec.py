@@ -662,7 +662,7 @@ class Doc2Vec(AttentionMixin):
             if device is not None and resolve_device(device).type != "cpu":
                 raise ValueError(f"dv_mapfile maps the document tables into CPU memory: load with device='cpu' "
                                  f"(got device={device!r}).")
-            device, tables = "cpu", MappedTables(dv_mapfile)
+            device, tables = "cpu", MappedTables(_tables_dir(dv_mapfile))
         loaded = checkpoint.load(path, mmap=mmap is not None, doc_table=None if tables is None else tables.table)
         config = loaded.config.replace(dv_mapfile=None if dv_mapfile is None else os.fspath(dv_mapfile))
         config = config if device is None else config.replace(device=device)
@@ -708,9 +708,7 @@ class Doc2Vec(AttentionMixin):
             raise ValueError(f"dv_mapfile maps the document tables into CPU memory, but the model is on {device}: "
                              "pass device='cpu', or dv_mapfile=None to keep them on the device.")
         self.doc_tables = None  # a model's own earlier tables free their directory first
-        rank, world_size = distributed.world()
-        path = Path(self.config.dv_mapfile)
-        return MappedTables(path / f"rank{rank}" if world_size > 1 else path)
+        return MappedTables(_tables_dir(self.config.dv_mapfile))
 
     def _require_vocab(self) -> Vocabulary:
         if self.vocab is None:
@@ -759,6 +757,13 @@ def _check_alphas(alpha: Any, min_alpha: Any, name: str, min_name: str) -> None:
         raise ValueError(f"The {name!r} parameter (learning rate) must be > 0. Got {alpha!r} instead.")
     if not 0 <= min_alpha <= alpha:
         raise ValueError(f"The {min_name!r} parameter must be in [0, {name}={alpha!r}]. Got {min_alpha!r} instead.")
+
+
+def _tables_dir(dv_mapfile: str | os.PathLike) -> Path:
+    """Where this process maps its document tables: ``dv_mapfile``, or ``dv_mapfile/rank<N>`` in a distributed
+    run (each process its own)."""
+    rank, world_size = distributed.world()
+    return Path(dv_mapfile) / f"rank{rank}" if world_size > 1 else Path(dv_mapfile)
 
 
 def _all_finite(tensor: torch.Tensor, chunk: int = 1 << 20) -> bool:

@@ -91,6 +91,25 @@ def test_resume_refuses_to_change_the_tables_shape(small_model, tmp_path, capsys
     assert f"--resume cannot change {flag[2:].replace('-', '_')}" in capsys.readouterr().err
 
 
+def test_train_maps_the_document_tables_and_resume_maps_them_again(small_model, topic_docs, tmp_path):
+    """--dv-mapfile: the main job's per-document tables live in .npy files there; --resume with another
+    directory maps the checkpoint's copies there and goes on."""
+    from attn_doc2vec import Doc2Vec
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(d.words) for d in topic_docs[:30]) + "\n", encoding="utf-8")
+    common = ["--corpus", str(corpus), "--tokenizer", "whitespace", "--no-progress", "--vector-size", "8",
+              "--min-count", "1", "--device", "cpu", "--out", str(tmp_path / "ckpt")]
+    assert train_cli.main([*common, "--epochs", "2", "--dv-mapfile", str(tmp_path / "a")]) == 0
+    first = Doc2Vec.load(tmp_path / "ckpt")
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "dv.npy"), first.dv.vectors)
+    assert train_cli.main(["--resume", str(tmp_path / "ckpt"), "--corpus", str(corpus), "--tokenizer", "whitespace",
+                           "--epochs", "1", "--no-progress", "--dv-mapfile", str(tmp_path / "b")]) == 0
+    resumed = Doc2Vec.load(tmp_path / "ckpt")
+    assert resumed.epochs_trained == 3
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "dv.npy"), resumed.dv.vectors)
+
+
 def test_visualize_writes_pngs(small_model, topic_docs, tmp_path, capsys, monkeypatch):
     script = visualize_cli
     small_model.save(tmp_path / "ckpt")

@@ -153,7 +153,7 @@ def train(parser: argparse.ArgumentParser, args: argparse.Namespace, params: dic
     t0 = time.perf_counter()
     given = {k for k, v in params.items() if v != parser.get_default(k)}
     if args.resume:
-        model = Doc2Vec.load(args.resume, device=params["device"])
+        model = Doc2Vec.load(args.resume, device=params["device"], dv_mapfile=params["dv_mapfile"])
         changed = sorted(k for k in given & STRUCTURAL if params[k] != getattr(model.config, k))
         if changed:
             parser.error(f"--resume cannot change {', '.join(changed)}: they are fixed by the checkpoint.")
