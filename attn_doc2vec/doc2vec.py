@@ -23,6 +23,7 @@ from attn_doc2vec.corpus import (
     build_vocabulary,
     empty_vocabulary_message,
     encode,
+    release_free_heap,
     resolve_corpus,
 )
 from attn_doc2vec.doc_tables import MappedTables
@@ -235,6 +236,7 @@ class Doc2Vec(AttentionMixin):
         self.schedule = None
         self.loss_history = []
         self._sync_keyed_vectors()
+        release_free_heap()  # what the scan freed (its raw counts, the documents' token lists)
         logger.info("vocabulary: %d words, %d document tags, %d documents, %d raw words (%.2fs); device %s",
                     len(self.vocab.wv), len(self.vocab.dv), self.corpus_count, self.corpus_total_words,
                     time.perf_counter() - t0, device)

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", required=True, help="a new folder for the model and the store")
     parser.add_argument("--json", required=True, help="result file")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
-                        help="measurements to run (without prepare, --work must hold a prepared model and store)")
+                        help="measurements to run (without prepare, all but file need --work to hold a prepared "
+                             "model and store)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model settings other than the defaults (prepare and file modes; e.g. dm=0)")
     parser.add_argument("--dv-mapfile", default=None, metavar="DIR",
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "prepare" in args.modes:
         work.mkdir(parents=True, exist_ok=False)
-    elif not (work / "model").is_dir() or not (work / "store").is_dir():
+    elif set(args.modes) - {"file"} and not ((work / "model").is_dir() and (work / "store").is_dir()):
         parser.error(f"{work} holds no prepared model and store: run with the prepare mode first")
     results = {}
     for mode in args.modes:
