@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                                                      "explore-imdb-*-window10-poolloss2.json"]),
               "round10-heads": representation_table(["explore-*-heads*.json", "explore-imdb-5000-s0-w10-uniform.json",
                                                      "explore-imdb-5000-s0-window10-poolloss2.json",
-                                                     "explore-20news-3000-s0-poolloss2.json"])}
+                                                     "explore-20news-3000-s0-poolloss2.json"]),
+              "round11-alpha": representation_table(["explore-imdb-5000-s0-w10-alpha*.json",
+                                                     "explore-imdb-5000-s0-window10-poolloss2.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
