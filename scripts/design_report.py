@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
               "round8-ngrams": ngrams_table(),
               "round9-dvloss": representation_table(["explore-imdb-*-docshare03-*.json",
                                                      "explore-imdb-*-window10-poolloss2.json"]),
-              "round10-heads": representation_table(["explore-*-heads*.json", "explore-imdb-5000-s0-w10-uniform.json",
+              "round10-heads": representation_table(["explore-*-heads*.json", "explore-imdb-5000-s*-w10-uniform.json",
                                                      "explore-imdb-5000-s0-window10-poolloss2.json",
                                                      "explore-20news-3000-s0-poolloss2.json"]),
               "round11-alpha": representation_table(["explore-imdb-5000-s0-w10-alpha*.json",
