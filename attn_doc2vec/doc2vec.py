@@ -661,10 +661,8 @@ class Doc2Vec(AttentionMixin):
                              "of the document tables), not both.")
         tables = None
         if dv_mapfile is not None:
-            if device is not None and resolve_device(device).type != "cpu":
-                raise ValueError(f"dv_mapfile maps the document tables into CPU memory: load with device='cpu' "
-                                 f"(got device={device!r}).")
-            device, tables = "cpu", MappedTables(_tables_dir(dv_mapfile))
+            tables = _mapped_tables(dv_mapfile, torch.device("cpu") if device is None else resolve_device(device))
+            device = "cpu"
         loaded = checkpoint.load(path, mmap=mmap is not None, doc_table=None if tables is None else tables.table)
         config = loaded.config.replace(dv_mapfile=None if dv_mapfile is None else os.fspath(dv_mapfile))
         config = config if device is None else config.replace(device=device)
@@ -706,11 +704,8 @@ class Doc2Vec(AttentionMixin):
         """The mapped per-document tables of ``dv_mapfile`` (a directory per process of a distributed run)."""
         if self.config.dv_mapfile is None:
             return None
-        if device.type != "cpu":
-            raise ValueError(f"dv_mapfile maps the document tables into CPU memory, but the model is on {device}: "
-                             "pass device='cpu', or dv_mapfile=None to keep them on the device.")
         self.doc_tables = None  # a model's own earlier tables free their directory first
-        return MappedTables(_tables_dir(self.config.dv_mapfile))
+        return _mapped_tables(self.config.dv_mapfile, device)
 
     def _require_vocab(self) -> Vocabulary:
         if self.vocab is None:
@@ -761,11 +756,14 @@ def _check_alphas(alpha: Any, min_alpha: Any, name: str, min_name: str) -> None:
         raise ValueError(f"The {min_name!r} parameter must be in [0, {name}={alpha!r}]. Got {min_alpha!r} instead.")
 
 
-def _tables_dir(dv_mapfile: str | os.PathLike) -> Path:
-    """Where this process maps its document tables: ``dv_mapfile``, or ``dv_mapfile/rank<N>`` in a distributed
-    run (each process its own)."""
+def _mapped_tables(dv_mapfile: str | os.PathLike, device: torch.device) -> MappedTables:
+    """The document tables of ``dv_mapfile`` for a model on ``device`` (the CPU only), in ``dv_mapfile`` or, in a
+    distributed run, ``dv_mapfile/rank<N>`` (each process its own)."""
+    if device.type != "cpu":
+        raise ValueError(f"dv_mapfile maps the document tables into CPU memory, but the model is on {device}: "
+                         "pass device='cpu', or dv_mapfile=None to keep them on the device.")
     rank, world_size = distributed.world()
-    return Path(dv_mapfile) / f"rank{rank}" if world_size > 1 else Path(dv_mapfile)
+    return MappedTables(Path(dv_mapfile) / f"rank{rank}" if world_size > 1 else Path(dv_mapfile))
 
 
 def _all_finite(tensor: torch.Tensor, chunk: int = 1 << 20) -> bool:
