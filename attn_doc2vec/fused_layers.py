@@ -132,33 +132,52 @@ def _softmax_pool(e, mask, rows, r, wv, out):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _softmax_pool_heads(q, mask, rows, r, salience, wv, out):
-    """The document pooling of sample ``r`` with ``H = salience.shape[1]`` heads: ``q[i, h]`` becomes the
+def _softmax_pool_heads(q, r, mask, rows, salience, wv, out):
+    """The document pooling of sample ``r`` with ``H = salience.shape[1]`` heads: ``q[r, i, h]`` becomes the
     softmax over the valid words of their scores ``salience[rows[r, i], h]`` (0 elsewhere) and slice ``h`` of
-    ``out`` (``D / H`` components) the sum ``sum_i q[i, h] wv[rows[r, i], slice h]``. One head: the same
-    operations in the same order as :func:`_softmax_pool`."""
-    heads = q.shape[1]
-    width = out.shape[0] // heads
-    for k in range(out.shape[0]):
-        out[k] = 0.0
+    ``out[r]`` (``D / H`` components) the sum ``sum_i q[r, i, h] wv[rows[r, i], slice h]``. One head: the same
+    operations in the same order as :func:`_softmax_pool`. (Indexed, no row views: threads share ``q``/``out``.)"""
+    heads = q.shape[2]
+    width = out.shape[1] // heads
+    for k in range(out.shape[1]):
+        out[r, k] = 0.0
     for h in range(heads):
         top = np.float32(-1e30)
-        for i in range(q.shape[0]):
+        for i in range(q.shape[1]):
             if mask[r, i]:
                 top = max(top, salience[rows[r, i], h])
         norm = np.float32(0.0)
-        for i in range(q.shape[0]):
+        for i in range(q.shape[1]):
             if mask[r, i]:
-                q[i, h] = math.exp(salience[rows[r, i], h] - top)
-                norm += q[i, h]
+                q[r, i, h] = math.exp(salience[rows[r, i], h] - top)
+                norm += q[r, i, h]
             else:
-                q[i, h] = 0.0
-        for i in range(q.shape[0]):
+                q[r, i, h] = 0.0
+        for i in range(q.shape[1]):
             if mask[r, i]:
-                q[i, h] /= norm
+                q[r, i, h] /= norm
                 w = rows[r, i]
                 for k in range(h * width, (h + 1) * width):
-                    out[k] += q[i, h] * wv[w, k]
+                    out[r, k] += q[r, i, h] * wv[w, k]
+
+
+@njit(cache=True, inline="always")
+def _zeros2(n, m):
+    a = np.empty((n, m), np.float32)
+    for i in range(n):
+        for k in range(m):
+            a[i, k] = 0.0
+    return a
+
+
+@njit(cache=True, inline="always")
+def _zeros3(n, m, o):
+    a = np.empty((n, m, o), np.float32)
+    for i in range(n):
+        for k in range(m):
+            for h in range(o):
+                a[i, k, h] = 0.0
+    return a
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -183,15 +202,17 @@ def _own_loss(y, weight, b, outputs, output_mask, ov, gq, gy):
 @njit(fastmath=FASTMATH, cache=True)
 def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words,
              pool_mask, pool_index, docs, wv, ov, salience, context, bias, query, scores, ctx_mode, row_pool, prow,
-             nrow, vec, p, ga, q, gp, z, g, gq, gd, n_us, urows, ugrad, uscore, ucontext, dectx, n_os, orows, ograd,
-             gpool, gqd, dvec):
+             nrow, vec, p, ga, q, gp, z, g, gq, gd, n_us, urows, ucoef, wvec, uscore, ucontext, dectx, n_os, orows,
+             ocoef, ovec, gpool, gqd, dvec):
     """The loss of example ``b`` and its gradients at the current tables, written to record ``j``.
 
-    Record ``j`` of ``gd`` (document), ``urows``/``ugrad``/``uscore``/``ucontext`` (its distinct word rows,
-    ``n_us[j]`` of them, with summed gradients), ``dectx`` (each context slot's score gradient), ``orows``/
-    ``ograd`` (distinct output rows), ``gpool`` (``dL/d(pooled)``, for a shared pool row), ``gqd``/``dvec``
-    (docquery's ``dL/d(Qd)`` and ``d``). ``vec`` holds eight ``(D,)`` scratch rows. ``shares`` is ``(s_d, s_c,
-    s_p, pool_loss)``. Returns the loss.
+    Record ``j`` of ``gd`` (document), ``urows``/``ucoef``/``uscore``/``ucontext`` (its distinct word rows,
+    ``n_us[j]`` of them, with summed coefficients), ``dectx`` (each context slot's score gradient), ``orows``/
+    ``ocoef`` (distinct output rows), ``gpool`` (``dL/d(pooled)``, for a shared pool row), ``gqd``/``dvec``
+    (docquery's ``dL/d(Qd)`` and ``d``). Every word row's gradient is ``ucoef[j, u, 0] wvec[j, 0] +
+    ucoef[j, u, 1] wvec[j, 1]`` and every output row's ``ocoef[j, u, 0] ovec[j, 0] + ocoef[j, u, 1] ovec[j, 1]``:
+    the record keeps two vectors per example and two coefficients per row, not a gradient row per row. ``vec``
+    holds eight ``(D,)`` scratch rows. ``shares`` is ``(s_d, s_c, s_p, pool_loss)``. Returns the loss.
     """
     n_tags = doc_slots.shape[1]
     n_ctx, n_out, n_pool = words.shape[1], outputs.shape[1], pool_words.shape[1]
@@ -300,7 +321,11 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
         for k in range(dim):
             gP[k] += (1 - y_d) * gy[k]
             gd[j, k] += y_d * gy[k]
-    # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j y), summed over repeats of a row
+    # output rows: dL/dv_j = g_j h (+ gq_j d, or gq_j y), the coefficients summed over repeats of a row
+    second = design == DOCLOSS or pool_loss
+    for k in range(dim):
+        ovec[j, 0, k] = h[k]
+        ovec[j, 1, k] = d[k] if design == DOCLOSS else y[k]
     n_o = 0
     for jj in range(n_out):
         if not output_mask[b, jj]:
@@ -308,14 +333,11 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
         slot, n_new = _record_slot(orows, j, n_o, outputs[b, jj])
         if n_new > n_o:
             n_o = n_new
-            for k in range(dim):
-                ograd[j, slot, k] = 0.0
-        for k in range(dim):
-            ograd[j, slot, k] += g[jj] * h[k]
-            if design == DOCLOSS:
-                ograd[j, slot, k] += gq[jj] * d[k]
-            elif pool_loss:
-                ograd[j, slot, k] += gq[jj] * y[k]
+            ocoef[j, slot, 0] = 0.0
+            ocoef[j, slot, 1] = 0.0
+        ocoef[j, slot, 0] += g[jj]
+        if second:
+            ocoef[j, slot, 1] += gq[jj]
     n_os[j] = n_o
     # ---- backward into the inputs -------------------------------------------------------
     # h = s_d d + s_c sum_j p_j x_j + s_p sum_i q_i x_i
@@ -348,6 +370,10 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     for k in range(dim):
         gqd[j, k] = 0.0
         dvec[j, k] = d[k]
+        # a word row's gradient: a gh + c X, X the pooled words' gP (a sample of the example's own) or docquery's
+        # Qd / sqrt(D) (context words)
+        wvec[j, 0, k] = gh[k]
+        wvec[j, 1, k] = qd[k] * inv_sqrt if design == DOCQUERY else gP[k]
     n_u = 0
     for s in range(n_ctx if row_pool else n_ctx + n_pool):
         in_ctx = s < n_ctx
@@ -371,19 +397,14 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
             n_u = n_new
             uscore[j, slot] = 0.0
             ucontext[j, slot] = 0.0
-            for k in range(dim):
-                ugrad[j, slot, k] = 0.0
-        if in_ctx:
-            for k in range(dim):
-                ugrad[j, slot, k] += coef * gh[k]
-        else:
-            for k in range(dim):
-                ugrad[j, slot, k] += coef * gP[k]
+            ucoef[j, slot, 0] = 0.0
+            ucoef[j, slot, 1] = 0.0
+        ucoef[j, slot, 0 if in_ctx else 1] += coef
         if in_ctx:
             if design == DOCQUERY:
                 # e_j = (Q d).x_j / sqrt(D): dx_j += de Qd / sqrt(D), d(Qd) += de x_j / sqrt(D)
+                ucoef[j, slot, 1] += de
                 for k in range(dim):
-                    ugrad[j, slot, k] += de * qd[k] * inv_sqrt
                     gqd[j, k] += de * wv[w, k] * inv_sqrt
             elif design == POOLED and ctx_mode == SHARED:
                 uscore[j, slot] += de
@@ -404,9 +425,9 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         pool_index, docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context,
         context_state, bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
         learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
-        wscore, wcontext, out_slot, out_rows, obuf, gscores, rec_gd, rec_nu, rec_urows, rec_ugrad, rec_uscore,
-        rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec, rec_loss, rec_dslot,
-        rec_uslot, rec_oslot, threads):
+        wscore, wcontext, out_slot, out_rows, obuf, gscores, rec_gd, rec_nu, rec_urows, rec_ucoef, rec_wvec,
+        rec_uscore, rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ocoef, rec_ovec, rec_gpool, rec_gqd, rec_dvec,
+        rec_loss, rec_dslot, rec_uslot, rec_oslot, threads):
     """One batch: ``batched`` (the batch rule) computes every example's record in parallel from the batch-start
     tables (:func:`_example`), gives each record entry its row slot in batch order, then sums the records per
     slot (each thread the slots it owns, in batch order) and steps each row once, so the result does not
@@ -422,18 +443,22 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     n_rows = pool_words.shape[0] if row_pool else 1
     heads = salience.shape[1]  # of the document pooling; head h pools components [h * width, (h + 1) * width)
     width = dim // heads
-    qrow = np.zeros((n_rows, n_pool, heads), f32)
-    prow = np.zeros((n_rows, dim), f32)
-    nrow = np.zeros(n_rows, np.int64)
-    grow = np.zeros((n_rows, dim), f32)
+    # (np.empty and loops: in a parallel=True function np.zeros/np.full become parallel regions of their own,
+    # measured at about 0.2 ms each per call, several times a batch)
+    qrow = _zeros3(n_rows, n_pool, heads)
+    prow = _zeros2(n_rows, dim)
+    nrow = np.empty(n_rows, np.int64)
+    grow = _zeros2(n_rows, dim)
+    for r in range(n_rows):
+        nrow[r] = 0
     if row_pool:
-        for r in range(n_rows):
+        for r in prange(n_rows):
             for i in range(n_pool):
                 if pool_mask[r, i]:
                     nrow[r] += 1
-            _softmax_pool_heads(qrow[r], pool_mask, pool_words, r, salience, wv, prow[r])
-    gbias = np.zeros(bias.shape[0], f32)
-    gquery = np.zeros((dim, dim), f32) if design == DOCQUERY else np.zeros((1, 1), f32)
+            _softmax_pool_heads(qrow, r, pool_mask, pool_words, salience, wv, prow)
+    gbias = _zeros2(1, bias.shape[0])[0]
+    gquery = _zeros2(dim, dim) if design == DOCQUERY else _zeros2(1, 1)
     total = 0.0
     if batched:
         # ---- pass 1: every example's record, in parallel (the tables are only read) ----
@@ -447,8 +472,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 rec_loss[b] = _example(b, b, design, shares, doc_slots, words, positions, word_mask, outputs,
                                        output_mask, pool_words, pool_mask, pool_index, docs, wv, ov, salience, context,
                                        bias, query, scores, ctx_mode, row_pool, prow, nrow, vec, p, ga, q, gp, z, g, gq,
-                                       rec_gd, rec_nu, rec_urows, rec_ugrad, rec_uscore, rec_ucontext, rec_dectx,
-                                       rec_no, rec_orows, rec_ograd, rec_gpool, rec_gqd, rec_dvec)
+                                       rec_gd, rec_nu, rec_urows, rec_ucoef, rec_wvec, rec_uscore, rec_ucontext,
+                                       rec_dectx, rec_no, rec_orows, rec_ocoef, rec_ovec, rec_gpool, rec_gqd, rec_dvec)
         # ---- pass 2: every record entry's row slot, in batch order (integers only), and the small sums ----
         n_dt = 0  # rows touched so far in the batch (documents, words, outputs)
         n_wt = 0
@@ -480,8 +505,11 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             for u in range(rec_no[b]):
                 rec_oslot[b, u], n_ot = _slot(out_slot, out_rows, rec_orows[b, u], n_ot)
         pool_rows = row_pool and update_shared
-        pslot = np.full((n_rows if pool_rows else 1, n_pool), -1, np.int64)
-        gpr = np.zeros((n_rows if pool_rows else 1, n_pool, heads), f32)
+        pslot = np.empty((n_rows if pool_rows else 1, n_pool), np.int64)
+        for r in range(pslot.shape[0]):
+            for i in range(n_pool):
+                pslot[r, i] = -1
+        gpr = _zeros3(n_rows if pool_rows else 1, n_pool, heads)
         if pool_rows:
             for r in range(n_rows):
                 for i in range(n_pool):
@@ -533,15 +561,25 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 for u in range(rec_nu[b]):
                     slot = rec_uslot[b, u]
                     if slot % owners == own:
-                        for k in range(dim):
-                            wbuf[slot, k] += rec_ugrad[b, u, k]
+                        a, c = rec_ucoef[b, u, 0], rec_ucoef[b, u, 1]
+                        if c == 0.0:
+                            for k in range(dim):
+                                wbuf[slot, k] += a * rec_wvec[b, 0, k]
+                        else:
+                            for k in range(dim):
+                                wbuf[slot, k] += a * rec_wvec[b, 0, k] + c * rec_wvec[b, 1, k]
                         wscore[slot, 0] += rec_uscore[b, u]  # context words ("shared" scores: one head)
                         wcontext[slot] += rec_ucontext[b, u]
                 for u in range(rec_no[b]):
                     slot = rec_oslot[b, u]
                     if slot % owners == own:
-                        for k in range(dim):
-                            obuf[slot, k] += rec_ograd[b, u, k]
+                        a, c = rec_ocoef[b, u, 0], rec_ocoef[b, u, 1]
+                        if c == 0.0:
+                            for k in range(dim):
+                                obuf[slot, k] += a * rec_ovec[b, 0, k]
+                        else:
+                            for k in range(dim):
+                                obuf[slot, k] += a * rec_ovec[b, 0, k] + c * rec_ovec[b, 1, k]
             if pool_rows:
                 for r in range(n_rows):
                     for i in range(n_pool):
@@ -594,8 +632,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
         total += _example(b, 0, design, shares, doc_slots, words, positions, word_mask, outputs, output_mask,
                           pool_words, pool_mask, pool_index, docs, wv, ov, salience, context, bias, query, scores,
                           ctx_mode, False, prow, nrow, vec, p, ga, q, gp, z, g, gq, rec_gd, rec_nu, rec_urows,
-                          rec_ugrad, rec_uscore, rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ograd, rec_gpool,
-                          rec_gqd, rec_dvec)
+                          rec_ucoef, rec_wvec, rec_uscore, rec_ucontext, rec_dectx, rec_no, rec_orows, rec_ocoef,
+                          rec_ovec, rec_gpool, rec_gqd, rec_dvec)
         n_doc = 0
         for t in range(n_tags):
             if doc_slots[b, t] >= 0:
@@ -614,9 +652,13 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     _scalar_step(scores.reshape(-1), scores_state.reshape(-1),
                                  words[b, s] * scores.shape[1] + positions[b, s], rec_dectx[0, s], lr_layer)
         for u in range(rec_nu[0]):
-            _row_step(wv, word_state, rec_urows[0, u], rec_ugrad[0, u], lr, dim)
+            for k in range(dim):
+                gh[k] = rec_ucoef[0, u, 0] * rec_wvec[0, 0, k] + rec_ucoef[0, u, 1] * rec_wvec[0, 1, k]
+            _row_step(wv, word_state, rec_urows[0, u], gh, lr, dim)
         for u in range(rec_no[0]):
-            _row_step(ov, out_state, rec_orows[0, u], rec_ograd[0, u], lr, dim)
+            for k in range(dim):
+                gh[k] = rec_ocoef[0, u, 0] * rec_ovec[0, 0, k] + rec_ocoef[0, u, 1] * rec_ovec[0, 1, k]
+            _row_step(ov, out_state, rec_orows[0, u], gh, lr, dim)
         if design == POOLED:
             for u in range(rec_nu[0]):
                 if learn_pool:
@@ -744,16 +786,17 @@ class LayerFusedStep:
         """Per-example gradient records (see :func:`_example`) and their row slots, allocated once and reused."""
         dim = self._sizes[2]
         r = self._records
-        if r is None or r[0].shape[0] < n or r[2].shape[1] != n_ctx + n_pool or r[8].shape[1] != n_out \
-                or r[6].shape[1] != n_ctx or r[14].shape[1] != n_tags:
+        if r is None or r[0].shape[0] < n or r[2].shape[1] != n_ctx + n_pool or r[9].shape[1] != n_out \
+                or r[7].shape[1] != n_ctx or r[16].shape[1] != n_tags:
             n_u = n_ctx + n_pool
             r = self._records = (
                 np.empty((n, dim), np.float32), np.empty(n, np.int64), np.empty((n, n_u), np.int64),
-                np.empty((n, n_u, dim), np.float32), np.empty((n, n_u), np.float32), np.empty((n, n_u), np.float32),
-                np.empty((n, n_ctx), np.float32), np.empty(n, np.int64), np.empty((n, n_out), np.int64),
-                np.empty((n, n_out, dim), np.float32), np.empty((n, dim), np.float32), np.empty((n, dim), np.float32),
-                np.empty((n, dim), np.float32), np.empty(n, np.float64), np.empty((n, n_tags), np.int64),
-                np.empty((n, n_u), np.int64), np.empty((n, n_out), np.int64))
+                np.empty((n, n_u, 2), np.float32), np.empty((n, 2, dim), np.float32), np.empty((n, n_u), np.float32),
+                np.empty((n, n_u), np.float32), np.empty((n, n_ctx), np.float32), np.empty(n, np.int64),
+                np.empty((n, n_out), np.int64), np.empty((n, n_out, 2), np.float32), np.empty((n, 2, dim), np.float32),
+                np.empty((n, dim), np.float32), np.empty((n, dim), np.float32), np.empty((n, dim), np.float32),
+                np.empty(n, np.float64), np.empty((n, n_tags), np.int64), np.empty((n, n_u), np.int64),
+                np.empty((n, n_out), np.int64))
         return r
 
     def _buffers_for(self, n_doc: int, n_word: int, n_out: int) -> tuple[np.ndarray, ...]:
