@@ -162,6 +162,12 @@ def _softmax_pool_heads(q, r, mask, rows, salience, wv, out):
 
 
 @njit(cache=True, inline="always")
+def _owned(own, owners, n):
+    """The slots ``[lo, hi)`` of ``n`` that thread ``own`` of ``owners`` sums and steps (contiguous ranges)."""
+    return (own * n + owners - 1) // owners, ((own + 1) * n + owners - 1) // owners
+
+
+@njit(cache=True, inline="always")
 def _zeros2(n, m):
     a = np.empty((n, m), np.float32)
     for i in range(n):
@@ -531,19 +537,24 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     for i in range(n_pool):
                         if pool_mask[r, i]:
                             gpr[r, i, h] = qrow[r, i, h] * (gpr[r, i, h] - mean_gp)
-        # ---- pass 3: the sums, each thread the slots it owns (slot % owners), each slot in batch order ----
+        # ---- pass 3: the sums, each thread the slots it owns, each slot in batch order ----
+        # (a contiguous range of each table's slots: with slot % owners the threads wrote the same cache lines of
+        # the small per-slot sums, wscore and wcontext, at every entry)
         owners = max(1, min(threads, n_dt + n_wt + n_ot))
         for own in prange(owners):
-            for slot in range(own, n_dt, owners):
+            d_lo, d_hi = _owned(own, owners, n_dt)
+            w_lo, w_hi = _owned(own, owners, n_wt)
+            o_lo, o_hi = _owned(own, owners, n_ot)
+            for slot in range(d_lo, d_hi):
                 for k in range(dim):
                     dbuf[slot, k] = 0.0
-            for slot in range(own, n_wt, owners):
+            for slot in range(w_lo, w_hi):
                 for h in range(heads):
                     wscore[slot, h] = 0.0
                 wcontext[slot] = 0.0
                 for k in range(dim):
                     wbuf[slot, k] = 0.0
-            for slot in range(own, n_ot, owners):
+            for slot in range(o_lo, o_hi):
                 for k in range(dim):
                     obuf[slot, k] = 0.0
             for b in range(n_batch):
@@ -552,7 +563,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     if doc_slots[b, t] >= 0:
                         n_doc += 1
                 for t in range(n_tags):
-                    if doc_slots[b, t] >= 0 and rec_dslot[b, t] % owners == own:
+                    if doc_slots[b, t] >= 0 and d_lo <= rec_dslot[b, t] < d_hi:
                         slot = rec_dslot[b, t]
                         for k in range(dim):
                             dbuf[slot, k] += rec_gd[b, k] / n_doc
@@ -560,7 +571,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     continue
                 for u in range(rec_nu[b]):
                     slot = rec_uslot[b, u]
-                    if slot % owners == own:
+                    if w_lo <= slot < w_hi:
                         a, c = rec_ucoef[b, u, 0], rec_ucoef[b, u, 1]
                         if c == 0.0:
                             for k in range(dim):
@@ -572,7 +583,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                         wcontext[slot] += rec_ucontext[b, u]
                 for u in range(rec_no[b]):
                     slot = rec_oslot[b, u]
-                    if slot % owners == own:
+                    if o_lo <= slot < o_hi:
                         a, c = rec_ocoef[b, u, 0], rec_ocoef[b, u, 1]
                         if c == 0.0:
                             for k in range(dim):
@@ -584,16 +595,16 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 for r in range(n_rows):
                     for i in range(n_pool):
                         slot = pslot[r, i]
-                        if slot >= 0 and slot % owners == own:
+                        if slot >= 0 and w_lo <= slot < w_hi:
                             for h in range(heads):
                                 for k in range(h * width, (h + 1) * width):
                                     wbuf[slot, k] += qrow[r, i, h] * grow[r, k]
                                 wscore[slot, h] += gpr[r, i, h]
             # ---- one Adagrad step per owned row with the batch's summed gradient (AutogradStep's rule) ----
-            for slot in range(own, n_dt, owners):
+            for slot in range(d_lo, d_hi):
                 _slot_step(docs, doc_state, doc_rows[slot], dbuf, slot, lr, dim)
                 doc_slot[doc_rows[slot]] = -1
-            for slot in range(own, n_wt, owners):
+            for slot in range(w_lo, w_hi):
                 w = word_rows[slot]
                 _slot_step(wv, word_state, w, wbuf, slot, lr, dim)
                 if design == POOLED:
@@ -604,7 +615,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     if learn_context:
                         _scalar_step(context, context_state, w, wcontext[slot], lr_layer)
                 word_slot[w] = -1
-            for slot in range(own, n_ot, owners):
+            for slot in range(o_lo, o_hi):
                 _slot_step(ov, out_state, out_rows[slot], obuf, slot, lr, dim)
                 out_slot[out_rows[slot]] = -1
         if update_shared and learn_context:
