@@ -182,3 +182,22 @@ def test_synthetic_corpus_writes_each_document_once_or_draws_to_a_size(tmp_path,
         with pytest.raises(SystemExit):
             script.main(["--data-dir", str(tmp_path), *flags])
         assert words in capsys.readouterr().err
+
+
+def test_bench_speed_reports_each_librarys_thread_scaling_from_the_same_call() -> None:
+    """scripts/bench_speed.py: medians per (model, backend, threads), ratios to gensim's run with the most threads,
+    and one scaling line per model measured on one thread and on more."""
+    from attn_doc2vec.cli.bench import summarize, thread_scaling
+
+    def run(model, backend, workers, wps):
+        return {"model": model, "backend": backend, "workers": workers, "docs": 100, "epochs": 1, "infer_docs": 0,
+                "words_per_second": wps, "cpu_seconds": workers * 1.0, "train_seconds": 1.0, "peak_rss_mb": 10.0}
+
+    runs = [run("gensim-dm-mean", "-", 2, 900.0), run("gensim-dm-mean", "-", 2, 1100.0),
+            run("gensim-dm-mean", "-", 1, 600.0), run("ours-dm-attention", "numba", 2, 300.0),
+            run("ours-dm-attention", "numba", 1, 200.0), run("gensim-dbow", "-", 2, 2000.0)]
+    rows = summarize(runs)
+    ours2 = next(r for r in rows if r["model"] == "ours-dm-attention" and r["workers"] == 2)
+    assert ours2["ratio"] == pytest.approx(300.0 / 1000.0)  # gensim's PV-DM mean on 2 threads, the median
+    assert thread_scaling(rows) == ["- gensim-dm-mean: 2 threads 1.67x one thread's words/s",
+                                    "- ours-dm-attention (numba): 2 threads 1.50x one thread's words/s"]

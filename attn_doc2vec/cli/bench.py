@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="threads for every library")
     parser.add_argument("--our-workers", type=int, nargs="*", default=[],
                         help="also run our Numba models with these thread counts (e.g. 1)")
+    parser.add_argument("--gensim-workers", type=int, nargs="*", default=[],
+                        help="also run gensim's models with these thread counts (its scaling, in the same call)")
     parser.add_argument("--vector-size", type=int, default=100)
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--negative", type=int, default=5)
@@ -259,6 +261,19 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def thread_scaling(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model measured on one thread and on more: its words/s on each count over one thread's."""
+    by_model: dict[tuple, dict[int, float]] = {}
+    for r in rows:
+        by_model.setdefault((r["model"], r["backend"]), {})[r["workers"]] = r["words_per_second"]
+    lines = []
+    for (model, backend), speeds in by_model.items():
+        if 1 in speeds and len(speeds) > 1:
+            gains = ", ".join(f"{n} threads {speeds[n] / speeds[1]:.2f}x" for n in sorted(speeds) if n > 1)
+            lines.append(f"- {model}{'' if backend == '-' else f' ({backend})'}: {gains} one thread's words/s")
+    return lines
+
+
 def markdown(rows: list[dict[str, Any]], infer: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The speed section of docs/benchmarks.md."""
     lines = [BEGIN, "## Training speed and memory", "",
@@ -278,6 +293,9 @@ def markdown(rows: list[dict[str, Any]], infer: list[dict[str, Any]], meta: dict
                      f"{r['words_per_second']:,.0f} | "
                      f"{r['min']:,.0f}-{r['max']:,.0f} | {ratio} | {r['cpu_per_wall']:.2f} | "
                      f"{r['peak_rss_mb']:,.0f} |")
+    scaling = thread_scaling(rows)
+    if scaling:
+        lines += ["", "Thread scaling (medians of the same call):", "", *scaling]
     if infer:
         lines += ["", "Inference: vectors of held-out documents (ours: one batched `infer_vectors` call; gensim: "
                   "an `infer_vector` loop).", "",
@@ -350,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         if MODELS[model][0] == "gensim":
             jobs.append({**base, "model": model, "backend": "-", "n_docs": args.subset})
+            for workers in args.gensim_workers:
+                jobs.append({**base, "model": model, "backend": "-", "n_docs": args.subset, "workers": workers})
         for backend in args.backends if MODELS[model][0] == "ours" else []:
             n_docs = args.subset if backend == "numba" else min(args.subset or 10**9, args.torch_subset)
             jobs.append({**base, "model": model, "backend": backend, "n_docs": n_docs})
