@@ -290,40 +290,57 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     for k in range(dim):
         h[k] = s_d * d[k] + s_c * ctx[k] + s_p * pooled[k]
     # ---- loss and dL/dh: negative sampling (target first) ---------------------------------
+    # pool_loss: the document's representation alone also predicts the target, PV-DBOW's loss on
+    # y = (s_d d + s_p pooled) / (s_d + s_p) (model.dv's mix; y = pooled without a free vector). Without a free
+    # vector (the default) both losses share one pass over each output row (two dot products, two sums).
+    pool_loss = design == POOLED and shares[3] > 0 and s_d + s_p > 0
+    fused = pool_loss and s_d == 0
+    weight = shares[3]
+    gy = vec[7]
     for k in range(dim):
         gh[k] = 0.0
         gd[j, k] = 0.0
+        gy[k] = 0.0
     for jj in range(n_out):
         if not output_mask[b, jj]:
             continue
         o = outputs[b, jj]
-        acc = f32(0.0)
-        for k in range(dim):
-            acc += h[k] * ov[o, k]
-        z[jj] = acc
         label = 1.0 if jj == 0 else 0.0
+        acc = f32(0.0)
+        acc_y = f32(0.0)
+        if fused:
+            for k in range(dim):
+                acc += h[k] * ov[o, k]
+                acc_y += pooled[k] * ov[o, k]
+        else:
+            for k in range(dim):
+                acc += h[k] * ov[o, k]
+        z[jj] = acc
         total += _softplus(-acc) if jj == 0 else _softplus(acc)
         g[jj] = _sigmoid(acc) - label
-        for k in range(dim):
-            gh[k] += g[jj] * ov[o, k]
+        if fused:
+            total += weight * (_softplus(-acc_y) if jj == 0 else _softplus(acc_y))
+            gq[jj] = weight * (_sigmoid(acc_y) - label)
+            for k in range(dim):
+                gh[k] += g[jj] * ov[o, k]
+                gy[k] += gq[jj] * ov[o, k]
+        else:
+            for k in range(dim):
+                gh[k] += g[jj] * ov[o, k]
     if design == DOCLOSS:
         # the document alone predicts the target, weighted by what the context missed (no gradient)
         total += _own_loss(d, 1.0 - _sigmoid(z[0]), b, outputs, output_mask, ov, gq, gd[j])
-    # dL/d(pooled) = s_p gh, plus (pool_loss) the document's representation alone predicting the target, PV-DBOW's
-    # loss on y = (s_d d + s_p pooled) / (s_d + s_p) (model.dv's mix; y = pooled without a free vector)
-    pool_loss = design == POOLED and shares[3] > 0 and s_d + s_p > 0
+    # dL/d(pooled) = s_p gh (+ dL/dy's part, with pool_loss)
     for k in range(dim):
-        gP[k] = s_p * gh[k]
+        gP[k] = s_p * gh[k] + gy[k]
     y = pooled
-    if pool_loss and s_d == 0:
-        total += _own_loss(pooled, shares[3], b, outputs, output_mask, ov, gq, gP)
-    elif pool_loss:  # dL/dy splits between the free vector and the pooled words by their shares of y
-        y, gy = qd, vec[7]
+    if pool_loss and not fused:  # dL/dy splits between the free vector and the pooled words by their shares of y
+        y = qd
         y_d = s_d / (s_d + s_p)
         for k in range(dim):
             y[k] = y_d * d[k] + (1 - y_d) * pooled[k]
             gy[k] = 0.0
-        total += _own_loss(y, shares[3], b, outputs, output_mask, ov, gq, gy)
+        total += _own_loss(y, weight, b, outputs, output_mask, ov, gq, gy)
         for k in range(dim):
             gP[k] += (1 - y_d) * gy[k]
             gd[j, k] += y_d * gy[k]
