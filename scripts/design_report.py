@@ -195,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
               "round6-mean": table(["20news-3000-mean-docshare*.json", "20news-full-mean-docshare*.json"]),
               "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error"),
               "round7-refine": refine_table(),
-              "round7-imdb": explore_summary(["explore-imdb-5000-*-w10.json"]),
+              "round7-imdb": explore_summary(["explore-imdb-5000-*-meandocshare090-w10.json",
+                                              "explore-imdb-5000-*-docshare03-w10.json",
+                                              "explore-imdb-5000-*-poolloss4-w10.json",
+                                              "explore-imdb-5000-*-sample80-w10.json"]),
               "round8-ngrams": ngrams_table(),
               "round9-dvloss": representation_table(["explore-imdb-*-docshare03-*.json",
                                                      "explore-imdb-*-window10-poolloss2.json"]),
@@ -203,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                                                      "explore-imdb-5000-s0-window10-poolloss2.json",
                                                      "explore-20news-3000-s0-poolloss2.json"]),
               "round11-alpha": representation_table(["explore-imdb-5000-s0-w10-alpha*.json",
-                                                     "explore-imdb-5000-s0-window10-poolloss2.json"])}
+                                                     "explore-imdb-5000-s0-window10-poolloss2.json"]),
+              "round12-poolshare": explore_summary(["explore-imdb-5000-s*-poolshare*-w10.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
