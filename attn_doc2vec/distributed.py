@@ -10,8 +10,12 @@ How the work is split
       initial tables from the same seed, and rank 0's tables are broadcast once more at the start of each
       ``train`` call, so that all ranks start from one model.
     * **Documents**: each rank trains one contiguous range of the documents, the ranges balanced by tokens
-      (:func:`shard_range`), so that a corpus store shards without a copy. A rank's updates of document rows
-      (free vectors and their Adagrad state) are added up across ranks at the end of every epoch.
+      (:func:`shard_range`), so that a corpus store shards without a copy. At the end of every epoch the
+      document rows (free vectors and their Adagrad state) are exchanged: a row that one rank's documents tag
+      (nearly all of them) is sent by that rank to the others (a ``broadcast`` of its range of rows, in place);
+      only rows that several ranks' documents share (a label tag on documents of several shards) keep a copy
+      of their value at the epoch's start and are added up as the shared tables are. No rank keeps a second
+      copy of the document table, which may be larger than memory (``dv_mapfile``).
     * **Shared tables** (word vectors, output vectors, attention scores and their Adagrad states): every rank
       trains its own copy, and every ``sync_every`` of its batches (config) all ranks add up what they changed
       since the last synchronisation, ``x ← x₀ + Σ_r (x_r − x₀)``, one ``all_reduce`` per table
@@ -129,8 +133,8 @@ def rank_seed(seed: int, rank: int, epochs_trained: int) -> int:
 
 
 class TableSync:
-    """Adds up the ranks' changes of the shared tables every ``sync_every`` batches, and of the document rows
-    once per epoch (see the module docstring).
+    """Adds up the ranks' changes of the shared tables every ``sync_every`` batches, and exchanges the document
+    rows once per epoch (see the module docstring).
 
     Parameters
     ----------
@@ -138,9 +142,14 @@ class TableSync:
         The model; its state tensors are updated in place (the kernels keep views of them).
     sync_every : int
         Batches between two synchronisations of the shared tables.
+    tags : numpy.ndarray
+        ``(n, T)`` the document-vector rows of this rank's documents (its shard's ``tags``, -1 padded).
     """
 
-    def __init__(self, module: torch.nn.Module, sync_every: int) -> None:
+    # rows sent at once by one broadcast when a rank's rows are scattered (bounds the buffer)
+    CHUNK_ROWS = 65_536
+
+    def __init__(self, module: torch.nn.Module, sync_every: int, tags: np.ndarray) -> None:
         self.sync_every = sync_every
         state = module.state_dict()
         floating = {k: v for k, v in state.items() if v.is_floating_point()}
@@ -150,10 +159,35 @@ class TableSync:
         for tensor in state.values():  # everything, integer state included, starts as rank 0's
             torch.distributed.broadcast(tensor, src=0)
         self.shared_base = [t.clone() for t in self.shared]
-        self.document_base = [t.clone() for t in self.documents]
+        n_rows = self.documents[0].shape[0] if self.documents else 0
+        self.senders, self.common_rows = self._document_rows(tags, n_rows)
+        self.document_base = [t[self.common_rows] for t in self.documents]  # the shared rows' values only
         self.rounds = self.done = self.n_batches = 0
         self.syncs = 0
         self.seconds = 0.0
+
+    def _document_rows(self, tags: np.ndarray, n_rows: int) -> tuple[list[slice | Tensor], Tensor]:
+        """Who sends which document rows: for each rank, the rows that only its documents tag (a slice when
+        they are contiguous, as with one tag per document, else their indices), and the rows that several
+        ranks' documents tag."""
+        device = self._device()
+        rank, world_size = world()
+        rows = np.unique(np.asarray(tags)[np.asarray(tags) >= 0])
+        # one all_reduce tells each row how many ranks tag it (high bits) and, when one does, which (low bits)
+        marks = torch.zeros(n_rows, dtype=torch.int64, device=device)
+        marks[torch.as_tensor(rows, dtype=torch.int64, device=device)] = (1 << 32) + rank
+        torch.distributed.all_reduce(marks)
+        count, owner = marks >> 32, marks & 0xFFFFFFFF
+        common = torch.nonzero(count > 1).flatten()
+        senders: list[slice | Tensor] = []
+        for r in range(world_size):
+            own = torch.nonzero((count == 1) & (owner == r)).flatten()
+            if own.numel() and int(own[-1] - own[0]) + 1 == own.numel():
+                senders.append(slice(int(own[0]), int(own[-1]) + 1))
+            else:
+                senders.append(own)
+        del marks, count, owner
+        return senders, common
 
     def begin_epoch(self, n_batches: int) -> None:
         """Agree on this epoch's number of synchronisations: one per ``sync_every`` batches of the busiest rank."""
@@ -174,7 +208,7 @@ class TableSync:
         while self.done < self.rounds:
             self._add_up(self.shared, self.shared_base)
             self.done += 1
-        self._add_up(self.documents, self.document_base)
+        self._exchange_documents()
 
     def sum_(self, tensor: Tensor) -> Tensor:
         """``tensor`` summed over the ranks, in place."""
@@ -194,6 +228,31 @@ class TableSync:
             torch.distributed.all_reduce(delta)
             base.add_(delta)
             tensor.copy_(base)
+        self.syncs += 1
+        self.seconds += time.perf_counter() - t0
+
+    def _exchange_documents(self) -> None:
+        """Every rank's document rows to every rank: each rank sends the rows that only it trained, the rows
+        that several trained add up their changes."""
+        t0 = time.perf_counter()
+        rank = world()[0]
+        for tensor, base in zip(self.documents, self.document_base, strict=True):
+            for src, rows in enumerate(self.senders):
+                if isinstance(rows, slice):  # contiguous rows: sent and received in place
+                    torch.distributed.broadcast(tensor[rows], src=src)
+                    continue
+                for first in range(0, rows.numel(), self.CHUNK_ROWS):
+                    part = rows[first:first + self.CHUNK_ROWS]
+                    buffer = (tensor[part] if src == rank else
+                              torch.empty((part.numel(), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device))
+                    torch.distributed.broadcast(buffer, src=src)
+                    if src != rank:
+                        tensor[part] = buffer
+            if self.common_rows.numel():
+                delta = tensor[self.common_rows] - base
+                torch.distributed.all_reduce(delta)
+                base.add_(delta)
+                tensor[self.common_rows] = base
         self.syncs += 1
         self.seconds += time.perf_counter() - t0
 

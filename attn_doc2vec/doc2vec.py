@@ -386,7 +386,7 @@ class Doc2Vec(AttentionMixin):
             trained = distributed.shard(encoded, rank, world_size)
             if schedule.batch and schedule.epoch_rng is not None:
                 schedule.epoch_rng = None  # its order was one process's: the epoch restarts (Trainer warns)
-            sync = distributed.TableSync(self.module, self.config.sync_every)
+            sync = distributed.TableSync(self.module, self.config.sync_every, trained.tags)
             generator = make_generator(distributed.rank_seed(self.config.seed, rank, self.epochs_trained),
                                        self.device)
             logger.info("rank %d of %d: documents %d-%d of %d", rank, world_size,

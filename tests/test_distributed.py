@@ -111,6 +111,66 @@ def test_a_shard_views_the_corpus_arrays_without_copying_tokens():
     assert 0 < part.raw_words < encoded.raw_words
 
 
+# ------------------------------------------------------------------------------------------------- document rows
+
+
+class _Tables(torch.nn.Module):
+    """The tensors TableSync looks for: one shared table, the free document vectors and their Adagrad sums."""
+
+    def __init__(self, n_docs: int) -> None:
+        super().__init__()
+        self.word_vectors = torch.nn.Parameter(torch.zeros(5, 3), requires_grad=False)
+        self.doc_vectors = torch.nn.Parameter(torch.zeros(n_docs, 3), requires_grad=False)
+        self.register_buffer("adagrad_docs", torch.zeros(n_docs))
+
+
+# Rows 0-3 rank 0's alone, 4-7 rank 1's alone; rank 0 also tags rows 10 and 12, rank 1 row 11 (scattered);
+# both tag row 8 (a label on documents of both shards); row 9 nobody.
+EXCHANGE_TAGS = {0: [[0, 8], [1, -1], [2, 10], [3, 12]], 1: [[4, 8], [5, 11], [6, -1], [7, -1]]}
+
+
+def _exchange_rank(rank: int, world_size: int, port: int, folder: str) -> None:
+    from attn_doc2vec.distributed import TableSync
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        tables = _Tables(13)
+        if rank == 0:  # rank 0's initial values reach everyone
+            tables.doc_vectors.data.copy_(torch.arange(39, dtype=torch.float32).reshape(13, 3))
+        sync = TableSync(tables, sync_every=1, tags=np.array(EXCHANGE_TAGS[rank]))
+        base_rows = [len(b) for b in sync.document_base]
+        for _ in range(2):  # two epochs: each rank changes only the rows its documents tag
+            rows = sorted({r for tag in EXCHANGE_TAGS[rank] for r in tag if r >= 0})
+            tables.doc_vectors.data[rows] += (rank + 1) * torch.tensor([1.0, 10.0, 100.0])
+            tables.adagrad_docs.data[rows] += rank + 1
+            sync.begin_epoch(1)
+            sync.after_batch(0)
+            sync.end_epoch()
+        np.save(Path(folder) / f"docs{rank}.npy", tables.doc_vectors.numpy())
+        np.save(Path(folder) / f"adagrad{rank}.npy", tables.adagrad_docs.numpy())
+        (Path(folder) / f"base{rank}.json").write_text(json.dumps(base_rows))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_document_rows_reach_every_rank_and_shared_rows_add_up_both_changes(tmp_path):
+    tmp.spawn(_exchange_rank, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    start = np.arange(39, dtype=np.float32).reshape(13, 3)
+    step = np.array([1.0, 10.0, 100.0], dtype=np.float32)
+    expected, adagrad = start.copy(), np.zeros(13, dtype=np.float32)
+    for rank, tags in EXCHANGE_TAGS.items():
+        rows = sorted({r for tag in tags for r in tag if r >= 0})
+        expected[rows] += 2 * (rank + 1) * step  # two epochs of each rank's change; row 8 gets both ranks'
+        adagrad[rows] += 2 * (rank + 1)
+    for rank in range(2):
+        np.testing.assert_array_equal(np.load(tmp_path / f"docs{rank}.npy"), expected)
+        np.testing.assert_array_equal(np.load(tmp_path / f"adagrad{rank}.npy"), adagrad)
+        # only the one row that both ranks tag keeps a copy of its start, in each table
+        assert json.loads((tmp_path / f"base{rank}.json").read_text()) == [1, 1]
+
+
 # ------------------------------------------------------------------------------------------------- two processes
 
 
