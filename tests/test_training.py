@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -353,6 +355,17 @@ def test_workers_set_threads_only_while_training(topic_docs, monkeypatch, backen
     with pytest.raises(RuntimeError), training_mode(CPU, 3):
         raise RuntimeError("interrupted")
     assert torch.get_num_threads() == threads
+
+
+def test_cpu_training_leaves_the_deterministic_flag_and_torch_inductor_alone() -> None:
+    # setting the flag imports torch._inductor (~70 MB, measured at the end of a 100,000-review run)
+    code = ("import sys, torch\n"
+            "from attn_doc2vec.training import training_mode\n"
+            "with training_mode(torch.device('cpu'), 1):\n"
+            "    pass\n"
+            "print('torch._inductor' in sys.modules, torch.are_deterministic_algorithms_enabled())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def test_words_per_second_leaves_out_kernel_compilation():
