@@ -27,12 +27,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from attn_doc2vec.batching import DeviceCorpus
 from attn_doc2vec.corpus import EncodedCorpus, Vocabulary
@@ -168,6 +170,7 @@ class DocumentAttention:
         attention; ``context="attention"`` adds a ``"<pooled document words>"`` row per target. ``weight``
         sums to 1 over the rows of a target (every design but ``sum``).
         """
+        import pandas as pd  # here, not at the package's import: it costs ~30 MB
         pos = self.context_positions
         t, s = np.nonzero(pos >= 0)
         tokens = np.asarray(self.tokens, dtype=object)
@@ -193,6 +196,7 @@ class DocumentAttention:
     def importance_frame(self) -> pd.DataFrame:
         """Tidy table of per-token importance: ``doc, position, token, importance, mean_attention, windows,
         document_attention`` (the last NaN for designs that do not pool the document's words)."""
+        import pandas as pd  # here, not at the package's import: it costs ~30 MB
         pooled = np.full(len(self), np.nan, np.float32) if self.document_attention is None else self.document_attention
         return pd.DataFrame({
             "doc": self.label, "position": np.arange(len(self)), "token": self.tokens,
@@ -378,6 +382,7 @@ def word_importance(module: Doc2VecModule, vocab: Vocabulary, encoded: EncodedCo
         Columns ``word, windows, importance, mean_attention``, one row per word that occurs as a
         context word, sorted by decreasing importance.
     """
+    import pandas as pd  # here, not at the package's import: it costs ~30 MB
     device = module.word_vectors.device
     corpus = DeviceCorpus.from_encoded(encoded, device)
     n_words = len(vocab.wv)
@@ -443,6 +448,7 @@ def history_frame(history: Sequence[dict]) -> pd.DataFrame:
         Columns ``epoch, doc, position, token, importance, mean_attention, entropy`` (``entropy`` is the
         snapshot's mean normalized entropy, repeated on its rows).
     """
+    import pandas as pd  # here, not at the package's import: it costs ~30 MB
     frames = [pd.DataFrame({
         "epoch": snap["epoch"], "doc": snap["doc"], "position": np.arange(len(snap["tokens"])),
         "token": snap["tokens"], "importance": snap["importance"], "mean_attention": snap["mean_attention"],

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from attn_doc2vec import plotting
 from attn_doc2vec.attention import DEFAULT_CHUNK, DocumentAttention, extract, history_frame, snapshot, word_importance
 from attn_doc2vec.corpus import EncodedCorpus, tag_matrix
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -627,3 +629,16 @@ def test_estimate_memory_counts_every_table_the_model_holds(topic_model) -> None
     assert bigger["vectors"] == 10 * report["vectors"] and bigger["total"] > report["total"]
     hs = Doc2Vec(dm=0, hs=1, negative=0, vector_size=8).estimate_memory(vocab_size=100)
     assert hs["syn1"] == hs["syn1neg"] == 100 * 8 * 4
+
+
+def test_training_loads_neither_pandas_nor_torch_inductor():
+    # memory a trainer does not need: pandas (~30 MB) only when an attention frame is asked for, torch._inductor
+    # (~70 MB) never on the CPU
+    code = ("import sys\n"
+            "from gensim.test.utils import datapath\n"
+            "from attn_doc2vec import Doc2Vec, TaggedLineDocument\n"
+            "docs = list(TaggedLineDocument(datapath('lee_background.cor')))[:40]\n"
+            "model = Doc2Vec(docs, vector_size=8, min_count=2, epochs=1, device='cpu', workers=1)\n"
+            "print(*(name in sys.modules for name in ('pandas', 'matplotlib', 'torch._inductor')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
