@@ -5,7 +5,9 @@
 and writes a corpus store beside it. ``file`` is a user's first run in a new process: build the vocabulary from
 the file and train one epoch from it. ``store`` loads the saved model in a new process and trains one epoch from
 the store. Each reports its peak RSS from the operating system (``ru_maxrss``: mapped files and shared
-libraries included) and the peak of its anonymous memory (``RssAnon``, sampled). ``steps`` reports the peak
+libraries included) and the peak of its anonymous memory (``RssAnon``, sampled). ``runtime`` imports what
+training needs (PyTorch, gensim, Numba, attn_doc2vec) and reports the peak RSS after each: the floor before any
+data. ``steps`` reports the peak
 RSS step by step while it sets up one epoch with the PyTorch sampler (after loading; the corpus on the device;
 for a corpus larger than ``epoch_block``, the first block gathered; its downsampling; its order). ``gensim``
 trains gensim's ``Doc2Vec`` one epoch from the file in its ``corpus_file`` mode, one worker, same settings.
@@ -61,12 +63,27 @@ class AnonymousPeak:
         return self.peak_kb // 1024
 
 
-MODES = ("prepare", "file", "store", "steps", "gensim")
+MODES = ("runtime", "prepare", "file", "store", "steps", "gensim")
 
 
 def child(mode: str, corpus: str, work: Path, settings: list[str], dv_mapfile: str | None = None) -> dict:
-    """One measurement in this process (``mode``: prepare, file, store, steps or gensim; ``dv_mapfile``: the
-    file and store modes map the per-document tables into ``<dv_mapfile>/<mode>``)."""
+    """One measurement in this process (``mode``: runtime, prepare, file, store, steps or gensim; ``dv_mapfile``:
+    the file and store modes map the per-document tables into ``<dv_mapfile>/<mode>``)."""
+    if mode == "runtime":  # what a trainer imports, in the order it does, before it reads a word
+        anonymous, by_import = AnonymousPeak(), {}
+        import torch  # noqa: F401
+
+        by_import["torch"] = peak_mb()
+        import gensim.models.doc2vec  # noqa: F401
+
+        by_import["gensim"] = peak_mb()
+        import numba  # noqa: F401
+
+        by_import["numba"] = peak_mb()
+        import attn_doc2vec  # noqa: F401
+
+        by_import["attn_doc2vec"] = peak_mb()
+        return {"peak_rss_mb_by_import": by_import, "peak_rss_mb": peak_mb(), "peak_anonymous_mb": anonymous.stop_mb()}
     if mode == "gensim":  # gensim's Doc2Vec, one epoch from the file in its corpus_file mode (streamed), one worker,
         # with the prepared model's settings (read from its config.json: this process never imports torch)
         import gensim
@@ -169,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", required=True, help="a new folder for the model and the store")
     parser.add_argument("--json", required=True, help="result file")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
-                        help="measurements to run (without prepare, all but file need --work to hold a prepared "
-                             "model and store)")
+                        help="measurements to run (without prepare, all but runtime and file need --work to hold a "
+                             "prepared model and store)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="model settings other than the defaults (prepare and file modes; e.g. dm=0)")
     parser.add_argument("--dv-mapfile", default=None, metavar="DIR",
@@ -183,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "prepare" in args.modes:
         work.mkdir(parents=True, exist_ok=False)
-    elif set(args.modes) - {"file"} and not ((work / "model").is_dir() and (work / "store").is_dir()):
+    elif set(args.modes) - {"runtime", "file"} and not ((work / "model").is_dir() and (work / "store").is_dir()):
         parser.error(f"{work} holds no prepared model and store: run with the prepare mode first")
     results = {}
     for mode in args.modes:

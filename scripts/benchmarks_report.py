@@ -41,6 +41,17 @@ MEMORY_BLOCKS = {
     "mapped-tables": ["memory-split25", "memory-split25-mapped", "memory-split25-limit1250M",
                       "memory-split25-mapped-limit1250M"],
 }
+# tables with one row per measured way of training (bench_memory.py's modes) of each result file
+MODE_BLOCKS = {
+    "memory-first-run": ["memory-runtime", "memory-imdb-100000-b22cdcb", "memory-imdb-100000-file-d60e4cf",
+                         "memory-imdb-100000-file"],
+}
+MODE_LABELS = {
+    "runtime": "ours: the runtime alone (PyTorch, gensim, Numba and attn_doc2vec imported, no data)",
+    "file": "ours: a new process builds the vocabulary from the text file and trains from it",
+    "store": "ours: a saved model trains from its corpus store",
+    "gensim": "gensim's PV-DM mean, `corpus_file` mode, same settings",
+}
 
 LABELS = {
     "gensim-dbow": "gensim PV-DBOW",
@@ -548,11 +559,52 @@ def memory_table(stems: list[str], folder: Path = MEMORY) -> str:
     return "\n".join(lines)
 
 
+def modes_table(stems: list[str], folder: Path = MEMORY) -> str:
+    """One row per way of training that a ``bench_memory.py`` result file measured (its ``runtime``, ``file``,
+    ``store`` and ``gensim`` modes, in that order): peak RSS, anonymous peak, words/s and commit.
+
+    Parameters
+    ----------
+    stems : list of str
+        Result files (names without ``.json``) in ``folder``; missing ones are listed as not run.
+    folder : Path
+        Where they are.
+
+    Returns
+    -------
+    str
+        A Markdown table.
+    """
+    lines = ["| in a fresh process | result file | peak RSS MB | anonymous MB | words/s | commit |",
+             "| --- | --- | ---: | ---: | ---: | --- |"]
+    for stem in stems:
+        path = folder / f"{stem}.json"
+        if not path.is_file():
+            lines.append(f"| not run yet | {stem} | | | | |")
+            continue
+        data = json.loads(path.read_text())
+        for mode, label in MODE_LABELS.items():
+            run = data["results"].get(mode)
+            if run is None:
+                continue
+            if "failed" in run:
+                lines.append(f"| {label} | [{stem}](results/memory/{stem}.json) | killed (exit {run['failed']}) | | | "
+                             f"`{data['commit']['commit'][:7]}` |")
+                continue
+            speed = f"{run['words_per_second']:,.0f}" if "words_per_second" in run else "–"  # gensim's: not kept
+            lines.append(f"| {label} | [{stem}](results/memory/{stem}.json) | {run['peak_rss_mb']:,} | "
+                         f"{run['peak_anonymous_mb']:,} | {speed} | `{data['commit']['commit'][:7]}` |")
+    return "\n".join(lines)
+
+
 def render_memory(text: str) -> str:
-    """A page with each memory block of :data:`MEMORY_BLOCKS` replaced by its table (blocks absent: left)."""
-    for name, stems in MEMORY_BLOCKS.items():
+    """A page with each memory block of :data:`MEMORY_BLOCKS` and :data:`MODE_BLOCKS` replaced by its table
+    (blocks absent: left)."""
+    blocks = [(name, stems, memory_table) for name, stems in MEMORY_BLOCKS.items()]
+    blocks += [(name, stems, modes_table) for name, stems in MODE_BLOCKS.items()]
+    for name, stems, table in blocks:
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
-        text = pattern.sub(lambda m, stems=stems: m.group(1) + memory_table(stems) + "\n" + m.group(2), text)
+        text = pattern.sub(lambda m, stems=stems, table=table: m.group(1) + table(stems) + "\n" + m.group(2), text)
     return text
 
 

@@ -235,5 +235,17 @@ def test_memory_tables_are_generated_from_bench_memory_files(tmp_path) -> None:
                        "2,793 | 620 | 60,481 | `abcdef0` |")
     assert "| 27.8 M | 1,159,958 | – | mapped | 1,250 MB | killed (exit -9) | killed (exit -9) | – |" in rows[1]
     assert rows[2].startswith("| c | not run yet |")
+    # the table of ways of training: a row per mode the file measured, file first, gensim without words/s
+    write("m", "python scripts/bench_memory.py --modes prepare file store gensim",
+          {"prepare": {"documents": 3, "words": 9, "peak_rss_mb": 1}, "gensim": {"peak_rss_mb": 210,
+           "peak_anonymous_mb": 170}, "store": store, "file": {**store, "peak_rss_mb": 891}})
+    write("r", "python scripts/bench_memory.py --modes runtime store",
+          {"runtime": {"peak_rss_mb": 341, "peak_anonymous_mb": 205}, "store": {"failed": -9}})
+    rows = report.modes_table(["m", "n", "r"], folder=tmp_path).splitlines()[2:]
+    assert [row.split(" | ")[2:4] for row in rows[:3]] == [["891", "620"], ["2,793", "620"], ["210", "170"]]
+    assert rows[0].startswith("| ours: a new process builds the vocabulary from the text file")
+    assert rows[2].endswith("| – | `abcdef0` |") and rows[3].startswith("| not run yet | n |")
+    assert rows[4].startswith("| ours: the runtime alone") and rows[4].split(" | ")[2:5] == ["341", "205", "–"]
+    assert "| killed (exit -9) |" in rows[5] and rows[5].startswith("| ours: a saved model trains from its corpus")
     page = (REPO / "docs" / "benchmarks.md").read_text()
     assert report.render_memory(page) == page, "run python scripts/benchmarks_report.py"
