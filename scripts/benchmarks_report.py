@@ -43,7 +43,7 @@ MEMORY_BLOCKS = {
 }
 # tables with one row per measured way of training (bench_memory.py's modes) of each result file
 MODE_BLOCKS = {
-    "memory-first-run": ["memory-runtime", "memory-imdb-100000-b22cdcb", "memory-imdb-100000-file-d60e4cf",
+    "memory-first-run": ["memory-runtime", "memory-imdb-100000-b22cdcb", "memory-imdb-100000",
                          "memory-imdb-100000-file"],
 }
 MODE_LABELS = {
