@@ -234,12 +234,14 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
     n_doc = 0
     for k in range(dim):
         d[k] = 0.0
+    free = design != POOLED or shares[0] != 0  # the default has no free vector: its rows are never read
     for t in range(n_tags):
         r = doc_slots[b, t]
         if r >= 0:
             n_doc += 1
-            for k in range(dim):
-                d[k] += docs[r, k]
+            if free:
+                for k in range(dim):
+                    d[k] += docs[r, k]
     if n_doc > 0:
         for k in range(dim):
             d[k] /= n_doc
@@ -480,6 +482,8 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     nrow[r] += 1
             _softmax_pool_heads(qrow, r, pool_mask, pool_words, salience, wv, prow)
     gbias = _filled(np.empty(bias.shape[0], f32), 0.0)
+    # without a free vector (the default) the document rows get no gradient: no slot, no sum, no step
+    free = design != POOLED or shares[0] != 0
     gquery = _filled(np.empty((dim, dim) if design == DOCQUERY else (1, 1), f32), 0.0)
     total = 0.0
     if batched:
@@ -504,7 +508,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             total += rec_loss[b]
             for t in range(n_tags):
                 r = doc_slots[b, t]
-                if r >= 0:
+                if r >= 0 and free:
                     rec_dslot[b, t], n_dt = _slot(doc_slot, doc_rows, r, n_dt)
             for s in range(n_ctx):
                 if word_mask[b, s]:
@@ -576,7 +580,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                     if doc_slots[b, t] >= 0:
                         n_doc += 1
                 for t in range(n_tags):
-                    if doc_slots[b, t] >= 0 and d_lo <= rec_dslot[b, t] < d_hi:
+                    if free and doc_slots[b, t] >= 0 and d_lo <= rec_dslot[b, t] < d_hi:
                         slot = rec_dslot[b, t]
                         for k in range(dim):
                             dbuf[slot, k] += rec_gd[b, k] / n_doc
@@ -652,7 +656,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 n_doc += 1
         for t in range(n_tags):
             r = doc_slots[b, t]
-            if r >= 0:
+            if r >= 0 and free:
                 for k in range(dim):
                     gh[k] = rec_gd[0, k] / n_doc
                 _row_step(docs, doc_state, r, gh, lr, dim)
