@@ -208,8 +208,11 @@ def main(argv: list[str] | None = None) -> int:
               "round11-alpha": representation_table(["explore-imdb-5000-s0-w10-alpha*.json",
                                                      "explore-imdb-5000-s0-window10-poolloss2.json"]),
               "round12-poolshare": explore_summary(["explore-imdb-5000-s*-poolshare*-w10.json",
-                                                    "explore-imdb-25000-s*-w10-learned.json",
-                                                    "explore-imdb-25000-s*-w10-uniform.json"])}
+                                                    "explore-imdb-25000-s0-w10-learned.json",
+                                                    "explore-imdb-25000-s0-w10-uniform.json"]),
+              "round13-imdb25k": explore_summary(["explore-imdb-25000-s*-w10-learned.json",
+                                                  "explore-imdb-25000-s*-w10-uniform.json",
+                                                  "explore-imdb-25000-s*-w10-poolloss4.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
