@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {"falsification": table("20news-3000-*.json"), "explore": explore_table(),
               "round3": table("20news-3000-attention-d0-p50-batch*.json"),
               "round4": table("20news-3000-attention-group*.json"),
-              "round5": explore_summary(["explore-*poolloss*.json", "explore-20news-3000-s0-group8.json",
+              "round5": explore_summary(["explore-20news-*poolloss*.json", "explore-imdb-5000-*poolloss*.json",
+                                         "explore-20news-3000-s0-group8.json",
                                          "explore-20news-3000-s0-window10.json", "explore-imdb-5000-*window*.json"]),
               "round6-inductive": table(["20news-full-inductive-*.json",
                                          "20news-3000-inductive-attention-poolloss*.json",
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "explore-imdb-25000-s0-w10-uniform.json"]),
               "round13-imdb25k": explore_summary(["explore-imdb-25000-s*-w10-learned.json",
                                                   "explore-imdb-25000-s*-w10-uniform.json",
-                                                  "explore-imdb-25000-s*-w10-poolloss4.json"])}
+                                                  "explore-imdb-25000-s*-w10-poolloss*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
