@@ -511,6 +511,16 @@ def render_page(text: str, section: str) -> str:
     return pattern.sub(lambda m: m.group(1) + section + m.group(2), text, count=1)
 
 
+def _run_cells(run: dict) -> tuple[str, str, str]:
+    """A ``bench_memory.py`` run's peak RSS, anonymous peak and words/s cells (a killed run: its exit code; a run
+    that keeps no words/s, gensim's or the runtime's: a dash)."""
+    if "failed" in run:
+        killed = f"killed (exit {run['failed']})"
+        return killed, killed, "–"
+    speed = f"{run['words_per_second']:,.0f}" if "words_per_second" in run else "–"
+    return f"{run['peak_rss_mb']:,}", f"{run['peak_anonymous_mb']:,}", speed
+
+
 def memory_table(stems: list[str], folder: Path = MEMORY) -> str:
     """One row per ``bench_memory.py`` result file: its corpus, the peak of preparing it (vocabulary, save and
     corpus store; recorded since commit 5b7a413), the training epoch's peak memory from the corpus store (or
@@ -541,12 +551,7 @@ def memory_table(stems: list[str], folder: Path = MEMORY) -> str:
         data = files[stem]
         size, run = sizes.get(data["corpus"], {}), data["results"].get("store", {})
         limit = data.get("memory_limit_mb")
-        if "failed" in run:
-            peak = anonymous = f"killed (exit {run['failed']})"
-            speed = "–"
-        else:
-            peak, anonymous = f"{run['peak_rss_mb']:,}", f"{run['peak_anonymous_mb']:,}"
-            speed = f"{run['words_per_second']:,.0f}"
+        peak, anonymous, speed = _run_cells(run)
         tokens = f"{size['words'] / 1e6:,.1f} M" if size else "–"
         documents = f"{size['documents']:,}" if size else "–"
         prepared = data["results"].get("prepare", {}).get("peak_rss_mb")  # recorded since commit 5b7a413
@@ -587,13 +592,9 @@ def modes_table(stems: list[str], folder: Path = MEMORY) -> str:
             run = data["results"].get(mode)
             if run is None:
                 continue
-            if "failed" in run:
-                lines.append(f"| {label} | [{stem}](results/memory/{stem}.json) | killed (exit {run['failed']}) | | | "
-                             f"`{data['commit']['commit'][:7]}` |")
-                continue
-            speed = f"{run['words_per_second']:,.0f}" if "words_per_second" in run else "–"  # gensim's: not kept
-            lines.append(f"| {label} | [{stem}](results/memory/{stem}.json) | {run['peak_rss_mb']:,} | "
-                         f"{run['peak_anonymous_mb']:,} | {speed} | `{data['commit']['commit'][:7]}` |")
+            peak, anonymous, speed = _run_cells(run)
+            lines.append(f"| {label} | [{stem}](results/memory/{stem}.json) | {peak} | {anonymous} | {speed} | "
+                         f"`{data['commit']['commit'][:7]}` |")
     return "\n".join(lines)
 
 
