@@ -71,6 +71,28 @@ def table(pattern: str | list[str], metric: str = "accuracy") -> str:
     return "\n".join(lines)
 
 
+def seed_summary(patterns: list[str], metric: str = "accuracy") -> str:
+    """Runs of ``compare_gensim.py`` (one seed a file, or several) grouped across files by model, protocol,
+    settings and commit: mean ± std over seeds, each seed linked to its file."""
+    groups: dict[tuple, list[tuple]] = {}
+    for path in sorted({p for pattern in patterns for p in RESULTS.glob(pattern)}):
+        runs, prov = _rows(path)
+        for run in runs:
+            key = (_label(run), run["protocol"], run["dataset"], prov.get("commit", "unknown")[:7])
+            groups.setdefault(key, []).append((run["seed"], 100 * (run["error"] if metric == "error"
+                                                                    else run["accuracy"]), path))
+    head = "accuracy %" if metric == "accuracy" else "error %"
+    lines = [f"| data set | model | protocol | seeds | {head} (mean ± std) | per seed | commit |",
+             "| --- | --- | --- | ---: | ---: | --- | --- |"]
+    for (label, protocol, dataset, commit), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r[0])
+        v = np.array([x for _, x, _ in runs])
+        per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})" for seed, x, p in runs)
+        lines.append(f"| {dataset} | {label} | {protocol} | {len(v)} | {v.mean():.2f} ± {v.std():.2f} | "
+                     f"{per_seed} | {commit} |")
+    return "\n".join(lines)
+
+
 def explore_table() -> str:
     """One row per exploration run: its settings and the accuracy of each document representation."""
     lines = ["| run | subset | epochs | seed | settings | accuracy % by representation | commit |",
@@ -194,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "explore-imdb-5000-*poolloss*.json",
                                          "explore-20news-3000-s0-group8.json",
                                          "explore-20news-3000-s0-window10.json", "explore-imdb-5000-*window*.json"]),
-              "round6-inductive": table(["20news-full-inductive-*.json",
+              "round6-inductive": table(["20news-full-inductive-attention-poolloss2.json",
                                          "20news-3000-inductive-attention-poolloss*.json",
                                          "20news-3000-attention-mincount5-s0.json",
                                          "20news-3000-attention-docshare02-s0.json"]),
@@ -222,7 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                                                   "explore-20news-3000-s*-poolloss2-b22cdcb.json",
                                                   "explore-20news-3000-s*-poolloss8.json"]),
               "round13-blocks": explore_summary(["explore-20news-3000-s*-block*.json",
-                                                 "explore-20news-3000-s*-poolloss2-b22cdcb.json"])}
+                                                 "explore-20news-3000-s*-poolloss2-b22cdcb.json"]),
+              "round14-3000": explore_summary(["explore-20news-3000-s*-poolloss8.json",
+                                               "explore-20news-3000-r14-s*-poolloss8-uniform.json",
+                                               "explore-20news-3000-s*-poolloss2-b22cdcb.json"]),
+              "round14-full": seed_summary(["20news-full-attention-poolloss8-seed*-064bd85.json",
+                                            "20news-full-attention-poolloss2-seed*-064bd85.json",
+                                            "20news-full-inductive-attention-poolloss8-seed*-064bd85.json"]),
+              "round14-imdb25k": explore_summary(["explore-imdb-25000-s*-w10-poolloss8*.json",
+                                                  "explore-imdb-25000-r14-*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
