@@ -385,8 +385,9 @@ import sys
 from attn_doc2vec import Doc2Vec, TaggedDocument
 docs = [TaggedDocument([f"w{(i * 7 + j) % 50}" for j in range(40)], [i]) for i in range(200)]
 model = Doc2Vec(docs, vector_size=32, min_count=1, epochs=1, device="cpu", seed=int(sys.argv[2]))
+model.save(sys.argv[1])  # one whole save before "ready": a kill after it always has a checkpoint to keep
 print("ready", flush=True)
-for _ in range(int(sys.argv[3])):
+for _ in range(int(sys.argv[3]) - 1):
     model.save(sys.argv[1])
 print("done", flush=True)
 """
