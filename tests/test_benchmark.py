@@ -141,11 +141,18 @@ def test_benchmarks_quality_section_is_generated_from_result_files(tmp_path, mon
     _figures_of([SHARED, MODELS], allowed)  # the settings the protocol paragraph quotes
     for _title, stems in report.HEADLINES:  # the per-seed tables: each file's figures, and the mean and std
         designs = [REPO / "docs" / "results" / "designs" / f"{stem}.json" for stem in stems]
-        runs = [run for path in designs if path.is_file() for run in json.loads(path.read_text())["runs"]]
+        datas = [json.loads(path.read_text()) for path in designs if path.is_file()]
+        runs = [run for data in datas for run in data["runs"]]
         assert all(f"(results/designs/{path.name})" in section for path in designs if path.is_file())
         _figures_of(runs, allowed)
-        for model in {(run["model"], run.get("processes", 1)) for run in runs}:  # a row per model and processes
-            accuracy = np.array([run["accuracy"] for run in runs if (run["model"], run.get("processes", 1)) == model])
+        rows: dict[tuple, list[float]] = {}  # a row per model, processes and the file's --set (bar workers)
+        for data in datas:
+            settings = tuple(sorted(s for s in data["args"].get("set") or [] if not s.startswith("workers=")))
+            for run in data["runs"]:
+                key = (run["model"], run.get("processes", 1), settings if run["model"].startswith("ours") else ())
+                rows.setdefault(key, []).append(run["accuracy"])
+        for values in rows.values():
+            accuracy = np.array(values)
             _figures_of([float(accuracy.mean()), float(accuracy.std()), float(1 - accuracy.mean()), len(accuracy)],
                         allowed)  # and the number of seeds
         _figures_of([float(1 - run["accuracy"]) for run in runs], allowed)  # IMDB rows show error %

@@ -275,7 +275,7 @@ def test_a_checkpoint_older_than_a_config_field_keeps_the_behaviour_it_was_train
     loaded = Doc2Vec.load(path)
     assert (loaded.config.pool_group, loaded.config.pool_loss, loaded.module.layer.pool_loss) == (1, 0.0, 0.0)
     fresh = Doc2Vec(vector_size=8)
-    assert (fresh.config.pool_group, fresh.config.pool_loss) == (8, 2.0)
+    assert (fresh.config.pool_group, fresh.config.pool_loss) == (8, 8.0)
 
 
 def test_save_before_build_vocab_names_the_fix(tmp_path) -> None:

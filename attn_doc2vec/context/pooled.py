@@ -14,7 +14,7 @@ The hidden vector that predicts a target mixes three parts with fixed shares::
   sample per document per batch, shared by those examples (the target not excluded; Doc2VecC excludes it):
   the pooling is computed once per document instead of once per target.
 
-With ``pool_loss = λ > 0`` (config; 2 by default) the document's representation also predicts the target on
+With ``pool_loss = λ > 0`` (config; 8 by default) the document's representation also predicts the target on
 its own, PV-DBOW's objective: the loss adds ``λ`` times the negative-sampling loss of ``u = sum_i q_i x_i``
 alone (the pooled words; with a free vector, ``s_d > 0``, of ``model.dv``'s mix ``(s_d d + s_p u) / (s_d +
 s_p)``, so that the free vector learns PV-DBOW's way too), and the context cannot take the document's part of
