@@ -265,7 +265,7 @@ def test_version_2_checkpoint_loads_and_is_replaced_cleanly(saved, topic_docs) -
 
 
 def test_a_checkpoint_older_than_a_config_field_keeps_the_behaviour_it_was_trained_with(saved) -> None:
-    """pool_group came with default 8 and pool_loss with 2; a checkpoint written before them was trained
+    """pool_group came with default 8 and pool_loss with 2 (8 today); a checkpoint written before them was trained
     with one sample per example and without the pooled words' own loss."""
     model, path = saved
     meta = json.loads((path / CONFIG_FILE).read_text())
