@@ -320,7 +320,8 @@ HEADLINES: list[tuple[str, tuple[str, ...]]] = [
      ("20news-full-inductive-attention-poolloss2", "20news-full-inductive-attention-poolloss8-seed0-064bd85")),
     ("IMDB, first 25,000 shuffled reviews (train, test and unlabelled alike), transductive, error %",
      ("imdb-25000-attention-poolloss2-window10", "imdb-25000-attention-poolloss2-window10-seed1",
-      "imdb-25000-attention-poolloss2-window10-seed2", "imdb-25000-mean-docshare", "imdb-25000-mean-docshare090")),
+      "imdb-25000-attention-poolloss2-window10-seed2", "imdb-25000-mean-docshare", "imdb-25000-mean-docshare090",
+      "imdb-25000-mean-docshare090-seed1-064bd85")),
     ("IMDB, all reviews (the full protocol: train, test and unlabelled alike), transductive, error %",
      ("imdb-full-attention-poolloss2-window10", "imdb-full-dbow", "imdb-full-attention-poolloss8-window10-064bd85")),
 ]

@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "20news-3000-attention-mincount5-s0.json",
                                          "20news-3000-attention-docshare02-s0.json"]),
               "round6-mean": table(["20news-3000-mean-docshare*.json", "20news-full-mean-docshare*.json"]),
-              "round6-mean-imdb": table("imdb-25000-mean-docshare*.json", "error"),
+              "round6-mean-imdb": table(["imdb-25000-mean-docshare.json", "imdb-25000-mean-docshare090.json"], "error"),
               "round7-refine": refine_table(),
               "round7-imdb": explore_summary(["explore-imdb-5000-*-meandocshare090-w10.json",
                                               "explore-imdb-5000-*-docshare03-w10.json",
