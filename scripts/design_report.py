@@ -71,25 +71,19 @@ def table(pattern: str | list[str], metric: str = "accuracy") -> str:
     return "\n".join(lines)
 
 
-def seed_summary(patterns: list[str], metric: str = "accuracy") -> str:
-    """Runs of ``compare_gensim.py`` (one seed a file, or several) grouped across files by model, protocol,
-    settings and commit: mean ± std over seeds, each seed linked to its file."""
+def seed_summary(patterns: list[str]) -> str:
+    """Runs of ``compare_gensim.py`` (one seed a file, or several) grouped across files by model (with its
+    settings), protocol and data set: mean ± std over seeds, each seed linked to its file."""
     groups: dict[tuple, list[tuple]] = {}
     for path in sorted({p for pattern in patterns for p in RESULTS.glob(pattern)}):
         runs, prov = _rows(path)
         for run in runs:
-            key = (_label(run), run["protocol"], run["dataset"], prov.get("commit", "unknown")[:7])
-            groups.setdefault(key, []).append((run["seed"], 100 * (run["error"] if metric == "error"
-                                                                    else run["accuracy"]), path))
-    head = "accuracy %" if metric == "accuracy" else "error %"
-    lines = [f"| data set | model | protocol | seeds | {head} (mean ± std) | per seed | commit |",
+            groups.setdefault((run["dataset"], _label(run), run["protocol"]), []).append(
+                (run["seed"], run["accuracy"], path, prov.get("commit", "unknown")[:7]))
+    lines = ["| data set | model | protocol | seeds | % (mean ± std) | per seed | commits |",
              "| --- | --- | --- | ---: | ---: | --- | --- |"]
-    for (label, protocol, dataset, commit), runs in sorted(groups.items()):
-        runs.sort(key=lambda r: r[0])
-        v = np.array([x for _, x, _ in runs])
-        per_seed = " / ".join(f"[{x:.2f}](results/designs/{p.name}) (seed {seed})" for seed, x, p in runs)
-        lines.append(f"| {dataset} | {label} | {protocol} | {len(v)} | {v.mean():.2f} ± {v.std():.2f} | "
-                     f"{per_seed} | {commit} |")
+    for (dataset, label, protocol), runs in sorted(groups.items()):
+        lines.append(f"| {dataset} | {label} | {protocol} | {_seed_cells(dataset, runs)} |")
     return "\n".join(lines)
 
 
