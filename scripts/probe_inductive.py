@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Where does the gap between the inductive and transductive protocols come from? (a cheap probe)
+
+Takes the first ``--subset`` shuffled documents of a benchmark corpus (as ``scripts/explore_design.py``
+does) and trains one model per ``--variant`` on a different corpus; every variant classifies the same
+documents (logistic regression, the subset's train split -> its test split):
+
+``transductive``
+    trained on the whole subset (the protocol of ``docs/benchmarks.md``); every vector is ``model.dv``.
+``inductive``
+    trained on the subset's train split only; test vectors inferred (the inductive protocol).
+``inductive-extra``
+    trained on the subset's train split plus as many documents from *outside* the subset as the subset
+    has test documents: the transductive corpus's size, without the test documents. If this closes the
+    gap, the gap is the training corpus's size, not the test documents being unseen.
+``foreign``
+    trained on as many documents from outside the subset as the subset has; every vector of the subset,
+    train and test alike, inferred. Whether seen training documents help the classifier (or hurt it, their
+    vectors fitted to them and the test ones not).
+
+    python scripts/probe_inductive.py --subset 3000 --epochs 10 --seed 0 --variant inductive-extra --out f.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from attn_doc2vec import Doc2Vec  # noqa: E402
+from attn_doc2vec.benchmark import SHARED, classify  # noqa: E402
+from attn_doc2vec.cli.compare import parse_overrides, provenance  # noqa: E402
+from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset  # noqa: E402
+
+VARIANTS = ("transductive", "inductive", "inductive-extra", "foreign")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["imdb", "20news"], default="20news")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--subset", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", required=True, help="JSON result file")
+    args = parser.parse_args(argv)
+    args.seeds = [args.seed]
+    started = provenance(args)
+    everything = load_dataset(args.dataset, args.data_dir, seed=args.seed)  # same order as subset=...
+    docs, outside = everything[:args.subset], everything[args.subset:]
+    train = [d for d in docs if d.split == "train" and d.label is not None]
+    test = [d for d in docs if d.split == "test" and d.label is not None]
+    if args.variant == "transductive":
+        corpus = docs
+    elif args.variant == "inductive":
+        corpus = train
+    elif args.variant == "inductive-extra":
+        corpus = train + outside[:len(docs) - len(train)]
+    else:
+        corpus = outside[:len(docs)]
+    if len(corpus) < {"transductive": len(docs), "inductive": len(train)}.get(args.variant, len(docs)):
+        raise SystemExit(f"Not enough documents outside the subset for {args.variant}: lower --subset.")
+    seen = {d.tags[0] for d in corpus}
+    corpus = [type(d)(d.words, [f"d{d.tags[0]}"], d.split, d.label) for d in corpus]  # string tags: dv holds
+    # the corpus's documents only (plain int tags would size it by the largest)
+    params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
+    model = Doc2Vec(seed=args.seed, **params)
+    model.build_vocab(corpus)
+    t0 = time.perf_counter()
+    model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
+    seconds = time.perf_counter() - t0
+
+    def vectors(group):
+        known = [d for d in group if d.tags[0] in seen]
+        if len(known) == len(group):
+            return np.stack([model.dv[f"d{d.tags[0]}"] for d in group])
+        if known:
+            raise AssertionError("a split is either all seen or all unseen in these variants")
+        return model.infer_vectors([d.words for d in group], progress=False)
+
+    accuracy = classify(vectors(train), np.array([d.label for d in train]),
+                        vectors(test), np.array([d.label for d in test]))
+    print(f"{args.variant}: accuracy {100 * accuracy:.2f}% (trained on {len(corpus)} documents, "
+          f"{seconds:.0f}s)", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "provenance": started, "params": model.config.to_dict(),
+                               "corpus_documents": len(corpus), "accuracy": accuracy, "train_seconds": seconds},
+                              indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
