@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variant", choices=VARIANTS, required=True)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, help="JSON result file")
     args = parser.parse_args(argv)
     args.seeds = [args.seed]
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = [type(d)(d.words, [f"d{d.tags[0]}"], d.split, d.label) for d in corpus]  # string tags: dv holds
     # the corpus's documents only (plain int tags would size it by the largest)
     params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
+    params.setdefault("device", args.device)
     model = Doc2Vec(seed=args.seed, **params)
     model.build_vocab(corpus)
     t0 = time.perf_counter()
