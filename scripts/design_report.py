@@ -189,6 +189,29 @@ def ngrams_table() -> str:
     return "\n".join(lines)
 
 
+def inductive_table() -> str:
+    """``scripts/probe_inductive.py`` runs: each (data set, size, epochs, variant) over seeds, with its files."""
+    order = {"transductive": 0, "inductive": 1, "inductive-extra": 2, "foreign": 3}
+    groups: dict[tuple, list[tuple]] = {}
+    trained: dict[tuple, list[int]] = {}  # the train split's size varies with the seed's shuffle
+    for path in sorted(RESULTS.glob("probe-inductive-*.json")):
+        data = json.loads(path.read_text())
+        args = data["args"]
+        key = (args["dataset"], args["subset"], args["epochs"], args["variant"])
+        groups.setdefault(key, []).append((args["seed"], data["accuracy"], path,
+                                           data["provenance"].get("commit", "unknown")[:7]))
+        trained.setdefault(key, []).append(data["corpus_documents"])
+    lines = ["| data set | documents classified | epochs | variant | documents trained on | seeds | % (mean ± std) "
+             "| per seed | commits |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |"]
+    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:2], order[kv[0][3]], kv[0][2])):
+        dataset, subset, epochs, variant = key
+        low, high = min(trained[key]), max(trained[key])
+        sizes = f"{low:,}" if low == high else f"{low:,}–{high:,}"
+        lines.append(f"| {dataset} | {subset} | {epochs} | {variant} | {sizes} | {_seed_cells(dataset, runs)} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -249,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "20news-full-attention-poolloss2-seed*-064bd85.json",
                                             "20news-full-inductive-attention-poolloss8-seed*-064bd85.json"]),
               "round14-imdb25k": explore_summary(["explore-imdb-25000-s*-w10-poolloss8*.json",
-                                                  "explore-imdb-25000-r14-*.json"])}
+                                                  "explore-imdb-25000-r14-*.json"]),
+              "round15-inductive": inductive_table()}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
