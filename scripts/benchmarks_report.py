@@ -321,9 +321,11 @@ HEADLINES: list[tuple[str, tuple[str, ...]]] = [
     ("IMDB, first 25,000 shuffled reviews (train, test and unlabelled alike), transductive, error %",
      ("imdb-25000-attention-poolloss2-window10", "imdb-25000-attention-poolloss2-window10-seed1",
       "imdb-25000-attention-poolloss2-window10-seed2", "imdb-25000-mean-docshare", "imdb-25000-mean-docshare090",
-      "imdb-25000-mean-docshare090-seed1-064bd85")),
+      "imdb-25000-mean-docshare090-seed1-064bd85", "imdb-25000-mean-docshare090-seed2-641dd56")),
     ("IMDB, all reviews (the full protocol: train, test and unlabelled alike), transductive, error %",
-     ("imdb-full-attention-poolloss2-window10", "imdb-full-dbow", "imdb-full-attention-poolloss8-window10-064bd85")),
+     ("imdb-full-attention-poolloss2-window10", "imdb-full-dbow", "imdb-full-dbow-seed1-641dd56",
+      "imdb-full-dbow-seed2-641dd56", "imdb-full-attention-poolloss8-window10-064bd85",
+      "imdb-full-attention-poolloss8-window10-seed1-641dd56", "imdb-full-attention-poolloss8-window10-seed2-641dd56")),
 ]
 
 

@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                                             "20news-full-inductive-attention-poolloss8-seed*-064bd85.json"]),
               "round14-imdb25k": explore_summary(["explore-imdb-25000-s*-w10-poolloss8*.json",
                                                   "explore-imdb-25000-r14-*.json"]),
-              "round15-inductive": inductive_table()}
+              "round15-inductive": inductive_table(),
+              "round15-imdb25k-mean": seed_summary(["imdb-25000-mean-docshare090.json",
+                                                    "imdb-25000-mean-docshare090-seed[12]-*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
