@@ -8,10 +8,11 @@ documents (logistic regression, the subset's train split -> its test split):
 ``transductive``
     trained on the whole subset (the protocol of ``docs/benchmarks.md``); every vector is ``model.dv``.
 ``inductive``
-    trained on the subset's train split only; test vectors inferred (the inductive protocol).
+    trained on the subset's train split (and its unlabelled documents, IMDB's ``unsup``) only; test vectors
+    inferred (the inductive protocol of ``attn_doc2vec.benchmark``).
 ``inductive-extra``
-    trained on the subset's train split plus as many documents from *outside* the subset as the subset
-    has test documents: the transductive corpus's size, without the test documents. If this closes the
+    trained on the same plus as many documents from *outside* the subset as the subset has test
+    documents: the transductive corpus's size, without the test documents. If this closes the
     gap, the gap is the training corpus's size, not the test documents being unseen.
 ``foreign``
     trained on as many documents from outside the subset as the subset has; every vector of the subset,
@@ -60,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     test = [d for d in docs if d.split == "test" and d.label is not None]
     if args.variant == "transductive":
         corpus = docs
-    elif args.variant == "inductive":
-        corpus = train
+    elif args.variant == "inductive":  # as the benchmark's inductive protocol: unlabelled documents train too
+        corpus = [d for d in docs if d.split != "test"]
     elif args.variant == "inductive-extra":
-        corpus = train + outside[:len(docs) - len(train)]
+        corpus = [d for d in docs if d.split != "test"]
+        corpus += outside[:len(docs) - len(corpus)]
     else:
         corpus = outside[:len(docs)]
-    if len(corpus) < {"transductive": len(docs), "inductive": len(train)}.get(args.variant, len(docs)):
+    if args.variant in ("inductive-extra", "foreign") and len(corpus) < len(docs):
         raise SystemExit(f"Not enough documents outside the subset for {args.variant}: lower --subset.")
     seen = {d.tags[0] for d in corpus}
     corpus = [type(d)(d.words, [f"d{d.tags[0]}"], d.split, d.label) for d in corpus]  # string tags: dv holds
