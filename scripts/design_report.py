@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   "explore-imdb-25000-r14-*.json"]),
               "round15-inductive": inductive_table(),
               "round15-imdb25k-mean": seed_summary(["imdb-25000-mean-docshare090.json",
-                                                    "imdb-25000-mean-docshare090-seed[12]-*.json"])}
+                                                    "imdb-25000-mean-docshare090-seed[12]-*.json"]),
+              "round15-imdb-full": seed_summary(["imdb-full-dbow.json", "imdb-full-dbow-seed[12]-*.json",
+                                                 "imdb-full-attention-poolloss8-window10-*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
