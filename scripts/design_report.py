@@ -215,15 +215,18 @@ def inductive_table() -> str:
 def salience_table() -> str:
     """``scripts/probe_salience.py`` runs: how the document attention's learned score ranks words against
     what the labels need, one row per run."""
-    lines = ["| run | data set | documents | epochs | seed | words compared | Spearman with label skew | with label "
-             "information | with IDF | percentile of the 100 most informative words | highest scores | commit |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    lines = ["| run | data set | documents | epochs | seed | settings | words compared | Spearman with label skew | "
+             "with label information | with IDF | percentile of the 100 most informative words | highest scores | "
+             "commit |",
+             "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for path in sorted(RESULTS.glob("probe-salience-*.json")):
         data = json.loads(path.read_text())
         args = data["args"]
         top = ", ".join(w for w in data["highest_salience"][:8] if w.isalpha())
         lines.append(f"| [{path.stem}](results/designs/{path.name}) | {args['dataset']} | {args['subset']} | "
-                     f"{args['epochs']} | {args['seed']} | {data['words_compared']:,} | "
+                     f"{args['epochs']} | {args['seed']} | "
+                     f"{' '.join(x for x in args['set'] if not x.startswith('workers=')) or '(defaults)'} | "
+                     f"{data['words_compared']:,} | "
                      f"{data['spearman_salience_label_skew']:.2f} | {data['spearman_salience_label_information']:.2f} "
                      f"| {data['spearman_salience_idf']:.2f} | "
                      f"{100 * data['salience_percentile_of_most_informative']:.0f} | {top} | "
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "imdb-25000-mean-docshare090-seed[12]-*.json"]),
               "round15-imdb-full": seed_summary(["imdb-full-dbow.json", "imdb-full-dbow-seed[12]-*.json",
                                                  "imdb-full-attention-poolloss8-window10-*.json"]),
-              "round15-salience": salience_table()}
+              "round15-salience": salience_table(),
+              "round15-ctxshared": explore_summary(["explore-imdb-5000-r15-*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
