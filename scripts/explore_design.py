@@ -11,8 +11,6 @@ result file with the command, commit and versions.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,29 +18,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from attn_doc2vec import Doc2Vec  # noqa: E402
-from attn_doc2vec.benchmark import SHARED, classify  # noqa: E402
-from attn_doc2vec.cli.compare import parse_overrides, provenance  # noqa: E402
-from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset  # noqa: E402
+from attn_doc2vec.benchmark import classify  # noqa: E402
+from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
+from attn_doc2vec.datasets import load_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["imdb", "20news"], default="20news")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--subset", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", required=True, help="JSON result file")
-    args = parser.parse_args(argv)
-    args.seeds = [args.seed]
-    started = provenance(args)  # before training: the commit is the one that runs
+    args, started = parse_probe_args(probe_parser(__doc__), argv)
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
-    params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
-    params.setdefault("device", args.device)  # --set device=... wins over --device
-    model = Doc2Vec(seed=args.seed, **params)
+    model = probe_model(args)
     model.build_vocab(docs)
     t0 = time.perf_counter()
     model.train(docs, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
@@ -62,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         scores[name] = classify(train_x, np.array([d.label for d in train]), test_x, np.array([d.label for d in test]))
         print(f"{name}: accuracy {100 * scores[name]:.2f}%", flush=True)
     print(f"train {seconds:.0f}s, {model.corpus_total_words * model.epochs / seconds:,.0f} words/s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "provenance": started, "params": model.config.to_dict(),
-                               "accuracy": scores, "train_seconds": seconds}, indent=1))
+    write_probe_result(args, started, model, accuracy=scores, train_seconds=seconds)
     return 0
 
 

@@ -24,8 +24,6 @@ documents (logistic regression, the subset's train split -> its test split):
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,28 +31,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from attn_doc2vec import Doc2Vec  # noqa: E402
-from attn_doc2vec.benchmark import SHARED, classify  # noqa: E402
-from attn_doc2vec.cli.compare import parse_overrides, provenance  # noqa: E402
-from attn_doc2vec.datasets import DEFAULT_DATA_DIR, load_dataset  # noqa: E402
+from attn_doc2vec.benchmark import classify  # noqa: E402
+from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
+from attn_doc2vec.datasets import load_dataset  # noqa: E402
 
 VARIANTS = ("transductive", "inductive", "inductive-extra", "foreign")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["imdb", "20news"], default="20news")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--subset", type=int, default=3000)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = probe_parser(__doc__)
     parser.add_argument("--variant", choices=VARIANTS, required=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", required=True, help="JSON result file")
-    args = parser.parse_args(argv)
-    args.seeds = [args.seed]
-    started = provenance(args)
+    args, started = parse_probe_args(parser, argv)
     everything = load_dataset(args.dataset, args.data_dir, seed=args.seed)  # same order as subset=...
     docs, outside = everything[:args.subset], everything[args.subset:]
     train = [d for d in docs if d.split == "train" and d.label is not None]
@@ -73,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     seen = {d.tags[0] for d in corpus}
     corpus = [type(d)(d.words, [f"d{d.tags[0]}"], d.split, d.label) for d in corpus]  # string tags: dv holds
     # the corpus's documents only (plain int tags would size it by the largest)
-    params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
-    params.setdefault("device", args.device)
-    model = Doc2Vec(seed=args.seed, **params)
+    model = probe_model(args)
     model.build_vocab(corpus)
     t0 = time.perf_counter()
     model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
@@ -93,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                         vectors(test), np.array([d.label for d in test]))
     print(f"{args.variant}: accuracy {100 * accuracy:.2f}% (trained on {len(corpus)} documents, "
           f"{seconds:.0f}s)", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "provenance": started, "params": model.config.to_dict(),
-                               "corpus_documents": len(corpus), "accuracy": accuracy, "train_seconds": seconds},
-                              indent=1))
+    write_probe_result(args, started, model, corpus_documents=len(corpus), accuracy=accuracy, train_seconds=seconds)
     return 0
 
 
