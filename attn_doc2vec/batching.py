@@ -117,6 +117,7 @@ class Sampler:
     generator: torch.Generator
     pool_sample: int = 0  # words drawn from each example's document (designs that pool them)
     pool_group: int = 1  # positions of one document kept together in the order, sharing one sample
+    pool_exclude: str = "position"  # pool_group=1: the target's own token, or every copy of the target word
     context_dropout: float = 0.0  # probability of hiding each context word (designs that ask for it)
     shrink_windows: bool = True  # each target's window drawn from 1..window (False: always the full window)
     hs_points: Tensor | None = None  # (V, L) hierarchical softmax: each word's path rows in the output table
@@ -260,6 +261,9 @@ class Sampler:
         if pool_index is not None:
             return pool_words, torch.ones_like(pool_words, dtype=torch.bool), pool_index
         # Doc2VecC's corruption, one sample per example: words drawn uniformly from the document, the target excluded
+        # (its token, or with pool_exclude="word" every copy of its word)
+        if self.pool_exclude == "word":
+            return pool_words, pool_words != corpus.tokens[positions].long()[:, None], None
         return pool_words, pool != positions[:, None], None
 
     def dbow_batch(self, corpus: DeviceCorpus, positions: Tensor, tag_slot: Tensor | None = None,

@@ -20,6 +20,7 @@ SGD_ALPHA = 0.025  # gensim's default learning rate, for the designs trained wit
 ADAGRAD_ALPHA = 0.1  # default learning rate of the designs trained by autograd with row-wise Adagrad
 BACKENDS = ("auto", "torch", "numba")
 UPDATE_RULES = ("batch", "example")  # how the autograd designs apply a batch (see Doc2VecConfig.update_rule)
+POOL_EXCLUDE = ("position", "word")  # what an example's own document sample leaves out (Doc2VecConfig.pool_exclude)
 
 
 @dataclass
@@ -106,6 +107,11 @@ class Doc2VecConfig:
         examples in a batch share one draw of ``pool_sample`` words, pooled once. 1: every example draws
         its own sample (the target excluded) and positions are shuffled freely. The default, 8, measured as
         accurate as 1 (20 Newsgroups, 3,000 posts, 3 seeds) and trains faster (docs/attention-designs.md).
+    pool_exclude : str
+        ``attention`` with ``pool_group=1`` only: what an example's own sample leaves out. ``"position"``
+        (default): the target's own token (Doc2VecC's corruption). ``"word"``: every copy of the target word,
+        so the pooled words never predict a word by repeating it and the scores must earn their weight by
+        predicting the document's other words.
     pool_heads : int
         ``attention`` only: heads of the document's attention pooling. Each head has its own learned score per
         word and pools its own slice of ``vector_size / pool_heads`` components of the word vectors (multi-head
@@ -196,6 +202,7 @@ class Doc2VecConfig:
     pool_share: float = 0.5
     pool_sample: int = 40
     pool_group: int = 8
+    pool_exclude: str = "position"
     pool_heads: int = 1
     pool_loss: float = 8.0
     context_dropout: float = 0.3
@@ -303,6 +310,13 @@ class Doc2VecConfig:
         _check_int(self, "row_update_cap", 1)
         _check_int(self, "pool_sample", 1)
         _check_int(self, "pool_group", 1)
+        if self.pool_exclude not in POOL_EXCLUDE:
+            raise ValueError(f"The 'pool_exclude' parameter must be 'position' or 'word'. Got {self.pool_exclude!r} "
+                             f"instead.")
+        if self.pool_exclude == "word" and self.pool_group != 1:
+            raise ValueError(f"pool_exclude='word' leaves the target word out of each example's own sample, and "
+                             f"pool_group={self.pool_group!r} shares one sample between a document's examples: "
+                             f"set pool_group=1.")
         _check_float(self, "pool_loss", 0.0)
         _check_int(self, "pool_heads", 1)
         if self.vector_size % self.pool_heads:

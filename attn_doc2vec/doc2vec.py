@@ -727,8 +727,8 @@ class Doc2Vec(AttentionMixin):
 # Config fields that a built model can change between train() calls (``model.epochs = 5``): the schedule and
 # the batches' settings; the rest shape the tensors or the vocabulary.
 ADJUSTABLE = frozenset({"epochs", "alpha", "min_alpha", "workers", "batch_size", "negative", "backend", "pool_group",
-                        "update_rule", "attention_alpha", "row_update_cap", "shrink_windows", "batch_words",
-                        "dbow_words", "comment", "epoch_block", "sync_every"})
+                        "pool_exclude", "update_rule", "attention_alpha", "row_update_cap", "shrink_windows",
+                        "batch_words", "dbow_words", "comment", "epoch_block", "sync_every"})
 
 
 def _check_epochs(epochs: Any, what: str) -> int:

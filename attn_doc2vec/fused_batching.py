@@ -126,9 +126,9 @@ class FusedSampler(Sampler):
         """The same tables and the same generator (shared, not copied)."""
         return cls(sample_int=sampler.sample_int, cum_table=sampler.cum_table, window=sampler.window,
                    negative=sampler.negative, generator=sampler.generator, pool_sample=sampler.pool_sample,
-                   pool_group=sampler.pool_group, context_dropout=sampler.context_dropout,
-                   shrink_windows=sampler.shrink_windows, hs_points=sampler.hs_points, hs_labels=sampler.hs_labels,
-                   hs_mask=sampler.hs_mask)
+                   pool_group=sampler.pool_group, pool_exclude=sampler.pool_exclude,
+                   context_dropout=sampler.context_dropout, shrink_windows=sampler.shrink_windows,
+                   hs_points=sampler.hs_points, hs_labels=sampler.hs_labels, hs_mask=sampler.hs_mask)
 
     def __post_init__(self) -> None:
         super().__post_init__()

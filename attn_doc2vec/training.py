@@ -276,6 +276,7 @@ class Trainer:
             self.backend = "torch"
         sampler.pool_sample = module.layer.pool_sample if module.uses_layer else 0
         sampler.pool_group = config.pool_group
+        sampler.pool_exclude = config.pool_exclude
         sampler.context_dropout = module.layer.context_dropout if module.uses_layer else 0.0
         if self.backend == "numba":
             from attn_doc2vec.fused_batching import FusedSampler  # the same draws, batches cut by kernels

@@ -234,6 +234,25 @@ def test_pool_group_orders_runs_of_one_document_and_shares_its_sample() -> None:
     assert batch.pool_mask.all()
 
 
+def test_own_samples_leave_out_the_target_token_or_every_copy_of_its_word() -> None:
+    """pool_group=1: "position" masks only the draws of the target's own token (copies of its word stay in the
+    pool); "word" masks every draw of the target's word and nothing else."""
+    _, corpus, sampler = prepare(random_docs([40, 60, 25], n_words=4), seed=5)  # 4 words: many copies
+    sampler.pool_sample, sampler.pool_group = 50, 1
+    positions = torch.arange(len(corpus))
+    sampler.pool_exclude = "position"
+    by_position = sampler.pvdm_batch(corpus, positions)
+    target = corpus.tokens[positions].long()[:, None]
+    assert by_position.pool_index is None
+    copies = (by_position.pool_words == target) & by_position.pool_mask
+    assert copies.any()  # the target's word is still drawn from its other tokens
+    assert (~by_position.pool_mask).sum() < (by_position.pool_words == target).sum()
+    sampler.pool_exclude = "word"
+    by_word = sampler.pvdm_batch(corpus, positions)
+    assert torch.equal(by_word.pool_mask, by_word.pool_words != target)
+    assert by_word.pool_mask.any(1).all()  # every example keeps other words to pool
+
+
 @pytest.mark.parametrize("negative", [0, 3])
 def test_hierarchical_softmax_outputs_follow_gensims_huffman_paths(make_topic_corpus, negative: int) -> None:
     """hs=1: after negative sampling's rows (none with negative=0), each target's inner nodes (row V + point)

@@ -55,6 +55,8 @@ def test_defaults_are_gensims() -> None:
         ("device", "", r"'device'.*Got '' instead"),
         ("backend", "jax", r"'backend' parameter must be one of 'auto', 'torch', 'numba'\. Got 'jax' instead"),
         ("row_update_cap", 0, r"'row_update_cap'.*int >= 1\. Got 0 instead"),
+        ("pool_exclude", "token", r"'pool_exclude' parameter must be 'position' or 'word'\. Got 'token' instead"),
+        ("pool_exclude", "word", r"pool_exclude='word'.*pool_group=8 shares one sample.*set pool_group=1"),
     ],
 )
 def test_invalid_value_is_named_and_echoed(name: str, value, words: str) -> None:
