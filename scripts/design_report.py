@@ -234,6 +234,29 @@ def salience_table() -> str:
     return "\n".join(lines)
 
 
+def pooling_table() -> str:
+    """``scripts/probe_pooling.py`` runs: each (data set, size, epochs, readout of the trained model) over seeds."""
+    groups: dict[tuple, list[tuple]] = {}
+    order: dict[str, int] = {}
+    for path in sorted(RESULTS.glob("probe-pooling-*.json")):
+        data = json.loads(path.read_text())
+        args = data["args"]
+        for i, (readout, acc) in enumerate(data["accuracy"].items()):
+            order.setdefault(readout, i)
+            groups.setdefault((args["dataset"], args["subset"], args["epochs"], readout), []).append(
+                (args["seed"], acc, path, data["provenance"].get("commit", "unknown")[:7]))
+    lines = ["| data set | documents | epochs | readout | seeds | % (mean ± std) | per seed | commits |",
+             "| --- | ---: | ---: | --- | ---: | ---: | --- | --- |"]
+    for key, runs in sorted(groups.items(), key=lambda kv: (kv[0][:3], order[kv[0][3]])):
+        dataset, subset, epochs, readout = key
+        if readout == "softmax/1":
+            continue  # model.dv's readout, checked equal by the probe
+        name = {"model.dv": "`model.dv` (softmax, T = 1)", "softmax/inf": "plain mean (T = ∞)",
+                "sampled": "training's sampled pools"}.get(readout, readout.replace("softmax/", "softmax, T = "))
+        lines.append(f"| {dataset} | {subset} | {epochs} | {name} | {_seed_cells(dataset, runs)} |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
@@ -301,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
               "round15-imdb-full": seed_summary(["imdb-full-dbow.json", "imdb-full-dbow-seed[12]-*.json",
                                                  "imdb-full-attention-poolloss8-window10-*.json"]),
               "round15-salience": salience_table(),
-              "round15-ctxshared": explore_summary(["explore-imdb-5000-r15-*.json"])}
+              "round15-ctxshared": explore_summary(["explore-imdb-5000-r15-*.json"]),
+              "round16-readout": pooling_table(),
+              "round16-exclude": explore_summary(["explore-*-r16-*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
@@ -59,8 +60,8 @@ def label_skew(presence: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rank correlation, tied values sharing their average rank (many words share an IDF)."""
+    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "most_informative": [words[i] for i in informative[:25]],
         "most_skewed": [words[i] for i in np.argsort(-skew)[:25]],
         "salience_percentile_of_most_informative": float(np.mean(
-            (np.argsort(np.argsort(r)) / (len(r) - 1))[informative[:100]])),
+            ((rankdata(r) - 1) / (len(r) - 1))[informative[:100]])),
     }
     for key, value in result.items():
         print(f"{key}: {value}", flush=True)
