@@ -111,7 +111,8 @@ class Doc2VecConfig:
         ``attention`` with ``pool_group=1`` only: what an example's own sample leaves out. ``"position"``
         (default): the target's own token (Doc2VecC's corruption). ``"word"``: every copy of the target word,
         so the pooled words never predict a word by repeating it and the scores must earn their weight by
-        predicting the document's other words.
+        predicting the document's other words. Measured 5 points worse on both benchmarks (round 16 of
+        docs/attention-designs.md): kept to reproduce that finding.
     pool_heads : int
         ``attention`` only: heads of the document's attention pooling. Each head has its own learned score per
         word and pools its own slice of ``vector_size / pool_heads`` components of the word vectors (multi-head

@@ -326,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
               "round15-salience": salience_table(),
               "round15-ctxshared": explore_summary(["explore-imdb-5000-r15-*.json"]),
               "round16-readout": pooling_table(),
-              "round16-exclude": explore_summary(["explore-*-r16-*.json"])}
+              "round16-exclude": explore_summary(["explore-*-r16-*group1*.json"]),
+              "round16-window": explore_summary(["explore-imdb-25000-r16-*.json",
+                                                 "explore-imdb-25000-s[01]-w10-poolloss8.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
