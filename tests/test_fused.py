@@ -187,6 +187,21 @@ def test_training_and_inference_match_the_torch_backend(make_topic_corpus, dm: i
     assert models["torch"].loss_history == pytest.approx(models["numba"].loss_history, rel=1e-5)
 
 
+def test_pool_exclude_reaches_both_backends(make_topic_corpus) -> None:
+    """pool_exclude='word' trains the same on both backends, and differently from 'position' (the corpus repeats
+    its words, so leaving out every copy of the target changes the samples)."""
+    from attn_doc2vec import Doc2Vec
+
+    docs = make_topic_corpus(n_docs=30, length=50)
+    settings = dict(vector_size=16, window=3, min_count=1, sample=0, epochs=2, batch_size=64, device="cpu", seed=7,
+                    pool_group=1)
+    word = {backend: Doc2Vec(docs, backend=backend, pool_exclude="word", **settings) for backend in ("torch", "numba")}
+    assert_tables_close(word["torch"].module, word["numba"].module, atol=1e-6)
+    position = Doc2Vec(docs, backend="numba", pool_exclude="position", **settings)
+    changed = torch.from_numpy(word["numba"].dv.vectors) - torch.from_numpy(position.dv.vectors)
+    assert changed.abs().max() > 1e-3
+
+
 def test_backend_is_validated_and_resolved() -> None:
     from attn_doc2vec.config import Doc2VecConfig
     from attn_doc2vec.training import resolve_backend
