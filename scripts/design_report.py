@@ -328,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
               "round16-readout": pooling_table(),
               "round16-exclude": explore_summary(["explore-*-r16-*group1*.json"]),
               "round16-window": explore_summary(["explore-imdb-25000-r16-*.json",
-                                                 "explore-imdb-25000-s[01]-w10-poolloss8.json"])}
+                                                 "explore-imdb-25000-s[01]-w10-poolloss8.json"]),
+              "round16-parts": explore_summary(["explore-*-r16-*-parts-*.json", "explore-imdb-5000-r16-*-uniform.json",
+                                                "explore-20news-3000-s*-poolloss8.json",
+                                                "explore-20news-3000-r14-s*-poolloss8-uniform.json",
+                                                "explore-imdb-5000-r15-s[01]-w10.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
