@@ -332,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
               "round16-parts": explore_summary(["explore-*-r16-*-parts-*.json", "explore-imdb-5000-r16-*-uniform.json",
                                                 "explore-20news-3000-s*-poolloss8.json",
                                                 "explore-20news-3000-r14-s*-poolloss8-uniform.json",
-                                                "explore-imdb-5000-r15-s[01]-w10.json"])}
+                                                "explore-imdb-5000-r15-s[01]-w10.json"]),
+              "round16-full-twin": seed_summary(["20news-full-attention-poolloss8-seed*-064bd85.json",
+                                                 "20news-full-attention-uniform-seed*-391f749.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
