@@ -12,25 +12,20 @@ result file with the command, commit and versions.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from attn_doc2vec.benchmark import classify  # noqa: E402
-from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
+from attn_doc2vec.cli.probe import parse_probe_args, probe_parser, train_probe_model, write_probe_result  # noqa: E402
 from attn_doc2vec.datasets import load_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     args, started = parse_probe_args(probe_parser(__doc__), argv)
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
-    model = probe_model(args)
-    model.build_vocab(docs)
-    t0 = time.perf_counter()
-    model.train(docs, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
-    seconds = time.perf_counter() - t0
+    model, seconds = train_probe_model(args, docs)
     train = [d for d in docs if d.split == "train" and d.label is not None]
     test = [d for d in docs if d.split == "test" and d.label is not None]
     module = model.module

@@ -25,14 +25,13 @@ documents (logistic regression, the subset's train split -> its test split):
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from attn_doc2vec.benchmark import classify  # noqa: E402
-from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
+from attn_doc2vec.cli.probe import parse_probe_args, probe_parser, train_probe_model, write_probe_result  # noqa: E402
 from attn_doc2vec.datasets import load_dataset  # noqa: E402
 
 VARIANTS = ("transductive", "inductive", "inductive-extra", "foreign")
@@ -60,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     seen = {d.tags[0] for d in corpus}
     corpus = [type(d)(d.words, [f"d{d.tags[0]}"], d.split, d.label) for d in corpus]  # string tags: dv holds
     # the corpus's documents only (plain int tags would size it by the largest)
-    model = probe_model(args)
-    model.build_vocab(corpus)
-    t0 = time.perf_counter()
-    model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
-    seconds = time.perf_counter() - t0
+    model, seconds = train_probe_model(args, corpus)
 
     def vectors(group):
         known = [d for d in group if d.tags[0] in seen]

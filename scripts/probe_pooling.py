@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from attn_doc2vec.benchmark import classify  # noqa: E402
-from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
+from attn_doc2vec.cli.probe import (  # noqa: E402
+    parse_probe_args,
+    pool_scores,
+    probe_parser,
+    train_probe_model,
+    write_probe_result,
+)
 from attn_doc2vec.datasets import load_dataset  # noqa: E402
 
 CHUNK = 500  # documents pooled at a time (the sampled readout gathers draws x pool_sample rows per document)
@@ -78,18 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=32, help="samples averaged by the sampled readout")
     args, started = parse_probe_args(parser, argv)
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
-    model = probe_model(args)
-    model.build_vocab(docs)
-    t0 = time.perf_counter()
-    model.train(docs, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
-    seconds = time.perf_counter() - t0
-    module = model.module
-    if not module.pools_documents or model.config.doc_share:
+    model, seconds = train_probe_model(args, docs)
+    if model.config.doc_share:
         raise SystemExit("This probe re-reads the pooled document words: use the default context, no doc_share.")
-    every_word = torch.arange(len(model.wv), device=module.layer.row_salience.device)
-    with torch.no_grad():
-        scores = module.layer.pool_weights(every_word).cpu().numpy().astype(np.float64)
-        vectors = module.word_vectors.detach().cpu().numpy().astype(np.float64)
+    scores = pool_scores(model).astype(np.float64)
+    vectors = model.module.word_vectors.detach().cpu().numpy().astype(np.float64)
     if scores.ndim > 1:
         if scores.shape[1] > 1:
             raise SystemExit("This probe reads one head: use pool_heads=1.")

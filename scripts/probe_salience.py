@@ -17,15 +17,19 @@ attention ranks highest and lowest. The labels are read only for this report, ne
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from attn_doc2vec.cli.probe import parse_probe_args, probe_model, probe_parser, write_probe_result  # noqa: E402
+from attn_doc2vec.cli.probe import (  # noqa: E402
+    parse_probe_args,
+    pool_scores,
+    probe_parser,
+    train_probe_model,
+    write_probe_result,
+)
 from attn_doc2vec.datasets import load_dataset  # noqa: E402
 
 
@@ -70,17 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                         "training documents are compared")
     args, started = parse_probe_args(parser, argv)
     docs = load_dataset(args.dataset, args.data_dir, subset=args.subset, seed=args.seed)
-    model = probe_model(args)
-    model.build_vocab(docs)
-    t0 = time.perf_counter()
-    model.train(docs, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
-    seconds = time.perf_counter() - t0
-    module = model.module
-    if not module.pools_documents:
-        raise SystemExit("This probe reads the document attention's scores: use the default context.")
-    every_word = torch.arange(len(model.wv), device=module.layer.row_salience.device)
-    with torch.no_grad():
-        salience = module.layer.pool_weights(every_word).cpu().numpy()
+    model, seconds = train_probe_model(args, docs)
+    salience = pool_scores(model)
     if salience.ndim > 1:
         salience = salience.mean(1)
     train = [d for d in docs if d.split == "train" and d.label is not None]

@@ -1,5 +1,6 @@
 """What the one-model probes in ``scripts/`` share (``explore_design.py``, ``probe_inductive.py``,
-``probe_salience.py``): their flags, the model they train, and the JSON result file they write.
+``probe_salience.py``, ``probe_pooling.py``): their flags, the model they train, the document attention's learned
+scores they read, and the JSON result file they write.
 
 Not a console command: each probe is a script that adds its own flags to :func:`probe_parser`.
 """
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from attn_doc2vec.cli.compare import parse_overrides, provenance
 from attn_doc2vec.datasets import DEFAULT_DATA_DIR
@@ -44,6 +49,27 @@ def probe_model(args: argparse.Namespace) -> Any:
     params = {**SHARED, "epochs": args.epochs, "dm": 1, **parse_overrides(args.set)}
     params.setdefault("device", args.device)  # --set device=... wins over --device
     return Doc2Vec(seed=args.seed, **params)
+
+
+def train_probe_model(args: argparse.Namespace, docs: list) -> tuple[Any, float]:
+    """:func:`probe_model` with its vocabulary built from ``docs`` and trained on them (no progress bar); returns
+    the model and the seconds ``train()`` took."""
+    model = probe_model(args)
+    model.build_vocab(docs)
+    t0 = time.perf_counter()
+    model.train(docs, total_examples=model.corpus_count, epochs=model.epochs, progress=False)
+    return model, time.perf_counter() - t0
+
+
+def pool_scores(model: Any) -> np.ndarray:
+    """Every vocabulary word's learned score ``r[w]`` in the document attention's pooling, ``(V,)`` or ``(V, heads)``;
+    exits with a message for a model whose design does not pool the document's words."""
+    module = model.module
+    if not module.pools_documents:
+        raise SystemExit("This probe reads the document attention's scores: use the default context.")
+    every_word = torch.arange(len(model.wv), device=module.layer.row_salience.device)
+    with torch.no_grad():
+        return module.layer.pool_weights(every_word).cpu().numpy()
 
 
 def write_probe_result(args: argparse.Namespace, started: dict, model: Any, **fields: Any) -> None:
