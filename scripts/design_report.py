@@ -101,6 +101,11 @@ def explore_table() -> str:
     return "\n".join(lines)
 
 
+def _probe_settings(args: dict) -> str:
+    """A probe's ``--set`` overrides as written, less the thread count (``workers=``), which the tables leave out."""
+    return " ".join(s for s in args["set"] if not s.startswith("workers="))
+
+
 def _seed_cells(dataset: str, runs: list[tuple]) -> str:
     """``seeds | metric mean ± std | per seed | commits`` cells of ``(seed, accuracy, path, commit)`` runs
     (sorted here by seed); IMDB as error, as everywhere else in this file."""
@@ -120,7 +125,7 @@ def explore_summary(patterns: list[str]) -> str:
     for path in paths:
         data = json.loads(path.read_text())
         args = data["args"]
-        settings = " ".join(s for s in args["set"] if not s.startswith("workers=")) or "(defaults)"
+        settings = _probe_settings(args) or "(defaults)"
         key = (args.get("dataset", "20news"), args["subset"], args["epochs"], settings)
         groups.setdefault(key, []).append((args["seed"], data["accuracy"]["dv"], path,
                                            data["provenance"].get("commit", "unknown")[:7]))
@@ -142,7 +147,7 @@ def representation_table(patterns: list[str]) -> str:
         error = args.get("dataset", "20news") == "imdb"
         cells = [f"{100 * (1 - acc[k] if error else acc[k]):.2f}" if k in acc else "–"
                  for k in ("dv", "free", "pooled")]
-        settings = " ".join(s for s in args["set"] if not s.startswith("workers="))
+        settings = _probe_settings(args)
         lines.append(f"| [{path.stem}](results/designs/{path.name}) | {args.get('dataset', '20news')} "
                      f"({'error' if error else 'accuracy'} %) | {args['subset']} | {args['epochs']} | {args['seed']} | "
                      f"{settings} | {' | '.join(cells)} | {data['provenance'].get('commit', 'unknown')[:7]} |")
@@ -225,7 +230,7 @@ def salience_table() -> str:
         top = ", ".join(w for w in data["highest_salience"][:8] if w.isalpha())
         lines.append(f"| [{path.stem}](results/designs/{path.name}) | {args['dataset']} | {args['subset']} | "
                      f"{args['epochs']} | {args['seed']} | "
-                     f"{' '.join(x for x in args['set'] if not x.startswith('workers=')) or '(defaults)'} | "
+                     f"{_probe_settings(args) or '(defaults)'} | "
                      f"{data['words_compared']:,} | "
                      f"{data['spearman_salience_label_skew']:.2f} | {data['spearman_salience_label_information']:.2f} "
                      f"| {data['spearman_salience_idf']:.2f} | "
