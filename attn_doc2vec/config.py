@@ -21,6 +21,7 @@ ADAGRAD_ALPHA = 0.1  # default learning rate of the designs trained by autograd 
 BACKENDS = ("auto", "torch", "numba")
 UPDATE_RULES = ("batch", "example")  # how the autograd designs apply a batch (see Doc2VecConfig.update_rule)
 POOL_EXCLUDE = ("position", "word")  # what an example's own document sample leaves out (Doc2VecConfig.pool_exclude)
+POOL_VALUES = ("shared", "own")  # which table the pooled document words' vectors come from (Doc2VecConfig.pool_values)
 
 
 @dataclass
@@ -113,6 +114,12 @@ class Doc2VecConfig:
         so the pooled words never predict a word by repeating it and the scores must earn their weight by
         predicting the document's other words. Measured 5 points worse on both benchmarks (round 16 of
         docs/attention-designs.md): kept to reproduce that finding.
+    pool_values : str
+        ``attention`` only: which vectors the document's pooling averages. ``"shared"`` (default): the word
+        vectors, the same ones the context words use (Doc2VecC's choice). ``"own"``: a second word table,
+        ``pool_vectors``, used only by the pooling, so that what a word contributes to its document's
+        representation need not be what it contributes to a window's context (``model.wv`` stays the context
+        words' table). Needs ``update_rule="batch"``.
     pool_heads : int
         ``attention`` only: heads of the document's attention pooling. Each head has its own learned score per
         word and pools its own slice of ``vector_size / pool_heads`` components of the word vectors (multi-head
@@ -204,6 +211,7 @@ class Doc2VecConfig:
     pool_sample: int = 40
     pool_group: int = 8
     pool_exclude: str = "position"
+    pool_values: str = "shared"
     pool_heads: int = 1
     pool_loss: float = 8.0
     context_dropout: float = 0.3
@@ -318,6 +326,16 @@ class Doc2VecConfig:
             raise ValueError(f"pool_exclude='word' leaves the target word out of each example's own sample, and "
                              f"pool_group={self.pool_group!r} shares one sample between a document's examples: "
                              f"set pool_group=1.")
+        if self.pool_values not in POOL_VALUES:
+            raise ValueError(f"The 'pool_values' parameter must be 'shared' or 'own'. Got {self.pool_values!r} "
+                             f"instead.")
+        if self.pool_values == "own" and self.update_rule != "batch":
+            raise ValueError(f"pool_values='own' needs update_rule='batch'. Got update_rule={self.update_rule!r}; "
+                             f"set update_rule='batch' or pool_values='shared'.")
+        if self.pool_values == "own" and self.context_scores == "shared":
+            raise ValueError("pool_values='own' gives the pooled words a table of their own, and "
+                             "context_scores='shared' scores the context words with the pooling's scores: use "
+                             "context_scores='word' or pool_values='shared'.")
         _check_float(self, "pool_loss", 0.0)
         _check_int(self, "pool_heads", 1)
         if self.vector_size % self.pool_heads:

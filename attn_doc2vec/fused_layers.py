@@ -450,7 +450,8 @@ def _example(b, j, design, shares, doc_slots, words, positions, word_mask, outpu
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output_mask, pool_words, pool_mask,
-        pool_index, docs, doc_state, wv, word_state, ov, out_state, salience, salience_state, context,
+        pool_index, docs, doc_state, wv, word_state, ov, out_state, pv, pool_state, split, salience, salience_state,
+        context,
         context_state, bias, bias_state, query, query_state, scores, scores_state, lr, lr_layer, update_shared,
         learn_pool, learn_context, ctx_mode, batched, doc_slot, doc_rows, dbuf, word_slot, word_rows, wbuf,
         wscore, wcontext, out_slot, out_rows, obuf, gscores, rec_gd, rec_nu, rec_urows, rec_ucoef, rec_wvec,
@@ -460,8 +461,14 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
     tables (:func:`_example`), gives each record entry its row slot in batch order, then sums the records per
     slot (each thread the slots it owns, in batch order) and steps each row once, so the result does not
     depend on the thread count; otherwise (the example rule) example after example, each stepping its rows
-    at once."""
+    at once.
+
+    ``pv`` is the table the document pooling averages: ``wv`` itself, or with ``split`` (``pool_values="own"``,
+    batch rule) a table of its own with Adagrad state ``pool_state``, whose rows take slots keyed ``V + w``
+    beside the word rows' ``w`` (``word_slot`` then holds ``2 V`` entries)."""
     n_batch, n_tags = doc_slots.shape
+    n_words = wv.shape[0]
+    pool_key = n_words if split else 0  # slot key of pool row w: w + pool_key
     n_ctx, n_pool = words.shape[1], pool_words.shape[1]
     dim = docs.shape[1]
     f32 = np.float32
@@ -480,7 +487,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             for i in range(n_pool):
                 if pool_mask[r, i]:
                     nrow[r] += 1
-            _softmax_pool_heads(qrow, r, pool_mask, pool_words, salience, wv, prow)
+            _softmax_pool_heads(qrow, r, pool_mask, pool_words, salience, pv, prow)
     gbias = _filled(np.empty(bias.shape[0], f32), 0.0)
     # without a free vector (the default) the document rows get no gradient: no slot, no sum, no step
     free = design != POOLED or shares[0] != 0
@@ -537,7 +544,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
             for r in range(n_rows):
                 for i in range(n_pool):
                     if pool_mask[r, i]:
-                        pslot[r, i], n_wt = _slot(word_slot, word_rows, pool_words[r, i], n_wt)
+                        pslot[r, i], n_wt = _slot(word_slot, word_rows, pool_words[r, i] + pool_key, n_wt)
             # each sample's summed gradient G over its words: pooled = sum_i q_i x_i gives (per head, over its
             # slice) dL/dx_i = q_i G and dL/dr_i = q_i (G.x_i - sum_j q_j G.x_j)
             for r in prange(n_rows):
@@ -548,7 +555,7 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                             w = pool_words[r, i]
                             acc = f32(0.0)
                             for k in range(h * width, (h + 1) * width):
-                                acc += grow[r, k] * wv[w, k]
+                                acc += grow[r, k] * pv[w, k]
                             gpr[r, i, h] = acc
                             mean_gp += qrow[r, i, h] * acc
                     for i in range(n_pool):
@@ -610,16 +617,22 @@ def _run(design, shares, doc_slots, words, positions, word_mask, outputs, output
                 _slot_step(docs, doc_state, doc_rows[slot], dbuf, slot, lr, dim)
                 doc_slot[doc_rows[slot]] = -1
             for slot in range(w_lo, w_hi):
-                w = word_rows[slot]
-                _slot_step(wv, word_state, w, wbuf, slot, lr, dim)
+                key = word_rows[slot]
+                pool_row = split and key >= n_words  # a row of the pooling's own table
+                w = key - n_words if pool_row else key
+                if pool_row:
+                    _slot_step(pv, pool_state, w, wbuf, slot, lr, dim)
+                else:
+                    _slot_step(wv, word_state, w, wbuf, slot, lr, dim)
                 if design == POOLED:
-                    if learn_pool:
+                    # split: the document scores step with the pool row, the context's with the word row
+                    if learn_pool and (pool_row or not split):
                         for h in range(heads):
                             _scalar_step(salience.reshape(-1), salience_state.reshape(-1), w * heads + h,
                                          wscore[slot, h], lr_layer)
-                    if learn_context:
+                    if learn_context and not pool_row:
                         _scalar_step(context, context_state, w, wcontext[slot], lr_layer)
-                word_slot[w] = -1
+                word_slot[key] = -1
             for slot in range(o_lo, o_hi):
                 _slot_step(ov, out_state, out_rows[slot], obuf, slot, lr, dim)
                 out_slot[out_rows[slot]] = -1
@@ -741,6 +754,11 @@ class LayerFusedStep:
         self.doc_state = module.adagrad_docs.numpy() if own else np.zeros(docs.shape[0], np.float32)
         self.tables = (_table(module.word_vectors.data, "word_vectors"), module.adagrad_words.numpy(),
                        _table(module.output_vectors.data, "output_vectors"), module.adagrad_outputs.numpy())
+        split = hasattr(module, "pool_vectors")  # pool_values="own": the pooling's own table and Adagrad state
+        if split and not self.batched:
+            raise ValueError("pool_values='own' needs update_rule='batch'.")
+        self.pool_tables = ((_table(module.pool_vectors.data, "pool_vectors"), module.adagrad_pool.numpy(), True)
+                            if split else (self.tables[0], self.tables[1], False))
         empty1, empty2 = np.zeros(1, np.float32), np.zeros((1, 1), np.float32)
 
         def param(name, placeholder):
@@ -764,9 +782,9 @@ class LayerFusedStep:
         # batch rule: row -> slot maps (kept at -1 between steps) and per-slot gradient sums, grown on demand
         n_docs, n_words, dim = self.docs.shape[0], self.tables[0].shape[0], self.docs.shape[1]
         self._maps = (np.full(n_docs if self.batched else 1, -1, np.int64),
-                      np.full(n_words if self.batched else 1, -1, np.int64),
+                      np.full((2 * n_words if split else n_words) if self.batched else 1, -1, np.int64),
                       np.full(n_words if self.batched else 1, -1, np.int64))
-        self._sizes = (n_docs, n_words, dim)
+        self._sizes = (n_docs, 2 * n_words if split else n_words, dim)  # distinct rows: words (and pool rows)
         self._buffers: tuple[np.ndarray, ...] | None = None
         self._capacity = (0, 0, 0)
         self._records: tuple[np.ndarray, ...] | None = None
@@ -792,7 +810,8 @@ class LayerFusedStep:
                                     arrays[4].shape[1])
         with parallel_launch(self.threads if self.batched else 1):
             return call_kernel(_run, self.design, self.shares, *arrays, *pool,
-                               self.docs, self.doc_state, *self.tables, *self.params, np.float32(alpha),
+                               self.docs, self.doc_state, *self.tables, *self.pool_tables, *self.params,
+                               np.float32(alpha),
                                np.float32(alpha * self.attention_alpha), self.update_shared, self.learn_pool,
                                self.learn_context, self.ctx_mode, self.batched, doc_slot, doc_rows, dbuf, word_slot,
                                word_rows, wbuf, wscore, wcontext, out_slot, out_rows, obuf, self._gscores, *records,
@@ -818,7 +837,8 @@ class LayerFusedStep:
     def _buffers_for(self, n_doc: int, n_word: int, n_out: int) -> tuple[np.ndarray, ...]:
         """Per-slot gradient sums large enough for a batch's distinct rows (at most its entries, or the table)."""
         n_docs, n_words, dim = self._sizes
-        need = (min(n_doc, n_docs), min(n_word, n_words), min(n_out, n_words)) if self.batched else (1, 1, 1)
+        n_outs = self.tables[2].shape[0]
+        need = (min(n_doc, n_docs), min(n_word, n_words), min(n_out, n_outs)) if self.batched else (1, 1, 1)
         if self._buffers is None or any(n > c for n, c in zip(need, self._capacity, strict=True)):
             nd, nw, no = need
             self._capacity = need

@@ -159,6 +159,9 @@ class Doc2VecModule(nn.Module):
         self.window = window
         self.doc_vectors = nn.Parameter(table("doc_vectors", (n_docs, vector_size)), requires_grad=False)
         self.word_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)
+        if self.layer is not None and getattr(self.layer, "own_values", False):  # pool_values="own"
+            self.pool_vectors = nn.Parameter(torch.zeros(n_words, vector_size), requires_grad=False)
+            self.register_buffer("adagrad_pool", torch.zeros(n_words))
         self.dm_tag_count = dm_tag_count
         out_size = (dm_tag_count + 2 * window) * vector_size if self.concatenates else vector_size
         # gensim's syn1neg, then (hs=1) its syn1
@@ -184,6 +187,12 @@ class Doc2VecModule(nn.Module):
         """True when the design represents a document by pooling its own words too (``attention``)."""
         return self.layer is not None and self.layer.pool_sample > 0
 
+    @property
+    def pool_table(self) -> Tensor:
+        """The vectors the document pooling averages: ``pool_vectors`` (``pool_values="own"``) or the word
+        vectors."""
+        return getattr(self, "pool_vectors", self.word_vectors)
+
     def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int,
                   pool: Callable[..., Tensor] | None = None,
                   reduce: Callable[[Tensor], Tensor] | None = None, out: Tensor | None = None) -> Tensor:
@@ -200,7 +209,8 @@ class Doc2VecModule(nn.Module):
         n_rows : int
             Rows of the result (documents' tag rows index it).
         pool : callable, optional
-            ``pool(layer, word_vectors, tokens, offsets) -> (n_docs, D)``, the per-document pooling
+            ``pool(layer, vectors, tokens, offsets) -> (n_docs, D)``, the per-document pooling of
+            :attr:`pool_table`
             (default :func:`attn_doc2vec.context.pooled_documents`; the CPU backend passes its kernel's).
         reduce : callable, optional
             Sums a tensor in place over the processes of a distributed run, whose ranks each hold part of the
@@ -225,7 +235,7 @@ class Doc2VecModule(nn.Module):
         for lo in range(0, tags.shape[0], ROWS_AT_ONCE):  # a slice of the documents at a time
             hi = min(tags.shape[0], lo + ROWS_AT_ONCE)
             start, stop = int(offsets[lo]), int(offsets[hi])
-            per_doc = pool(self.layer, self.word_vectors, tokens[start:stop], offsets[lo:hi + 1] - start)
+            per_doc = pool(self.layer, self.pool_table, tokens[start:stop], offsets[lo:hi + 1] - start)
             valid = tags[lo:hi] >= 0
             doc_of = torch.arange(hi - lo, device=tags.device)[:, None].expand_as(tags[lo:hi])[valid]
             out.index_add_(0, tags[lo:hi][valid], per_doc[doc_of])
@@ -292,7 +302,8 @@ class Doc2VecModule(nn.Module):
     def reset_parameters(self, generator: torch.Generator) -> None:
         """word2vec's initialization: inputs uniform in ``±0.5 / D``, outputs and scores zero (uniform attention)."""
         dim = self.word_vectors.shape[1]
-        for table in (self.word_vectors, self.doc_vectors):
+        inputs = (self.word_vectors, self.doc_vectors, *((self.pool_vectors,) if hasattr(self, "pool_vectors") else ()))
+        for table in inputs:  # pool_vectors drawn last: the other tables' draws do not depend on it
             for lo in range(0, table.shape[0], ROWS_AT_ONCE):  # in slices: no table-sized temporary (same draws)
                 rows = table.data[lo:lo + ROWS_AT_ONCE]
                 rows.copy_((torch.rand(rows.shape, generator=generator, device=table.device) - 0.5) / dim)
@@ -453,7 +464,7 @@ class Doc2VecModule(nn.Module):
         rows = {"docs": docs[batch.doc_slots.clamp(min=0)], "words": self.word_vectors[batch.words],
                 "outputs": self.output_vectors[batch.outputs]}
         if batch.pool_words is not None:
-            rows["pool"] = self.word_vectors[batch.pool_words]
+            rows["pool"] = self.pool_table[batch.pool_words]
         return {k: v.detach() for k, v in rows.items()}
 
     def layer_forward(self, batch: Batch, rows: dict[str, Tensor]) -> ContextOutput:

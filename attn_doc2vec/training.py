@@ -603,8 +603,13 @@ class AutogradStep:
         word_rows = [torch.where(batch.word_mask, batch.words, -1).reshape(-1)]
         word_grads = [grad["words"].reshape(-1, dim)]
         if "pool" in grad:
-            word_rows.append(torch.where(batch.pool_mask, batch.pool_words, -1).reshape(-1))
-            word_grads.append(grad["pool"].reshape(-1, dim))
+            pool_rows = torch.where(batch.pool_mask, batch.pool_words, -1).reshape(-1)
+            if hasattr(module, "pool_vectors"):  # pool_values="own": the pooled words' table of their own
+                row_adagrad(module.pool_vectors.data, module.adagrad_pool, pool_rows, grad["pool"].reshape(-1, dim),
+                            alpha)
+            else:
+                word_rows.append(pool_rows)
+                word_grads.append(grad["pool"].reshape(-1, dim))
         row_adagrad(module.word_vectors.data, module.adagrad_words, torch.cat(word_rows), torch.cat(word_grads),
                     alpha)
         out_rows = torch.where(batch.output_mask, batch.outputs, -1).reshape(-1)

@@ -57,11 +57,22 @@ def test_defaults_are_gensims() -> None:
         ("row_update_cap", 0, r"'row_update_cap'.*int >= 1\. Got 0 instead"),
         ("pool_exclude", "token", r"'pool_exclude' parameter must be 'position' or 'word'\. Got 'token' instead"),
         ("pool_exclude", "word", r"pool_exclude='word'.*pool_group=8 shares one sample.*set pool_group=1"),
+        ("pool_values", "separate", r"'pool_values' parameter must be 'shared' or 'own'\. Got 'separate' instead"),
     ],
 )
 def test_invalid_value_is_named_and_echoed(name: str, value, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         Doc2VecConfig(**{name: value}).validate()
+
+
+@pytest.mark.parametrize("other, words", [
+    (dict(update_rule="example"), r"pool_values='own' needs update_rule='batch'.*set update_rule='batch'"),
+    (dict(context_scores="shared"), r"pool_values='own'.*context_scores='shared'.*use context_scores='word'"),
+])
+def test_own_pool_values_refuse_what_they_cannot_train(other: dict, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        Doc2VecConfig(pool_values="own", **other).validate()
+    Doc2VecConfig(pool_values="shared", **other).validate()
 
 
 def test_gensims_switches_take_bools_and_are_stored_as_ints() -> None:

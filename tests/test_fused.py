@@ -202,6 +202,28 @@ def test_pool_exclude_reaches_both_backends(make_topic_corpus) -> None:
     assert changed.abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("pool_group", [8, 1])
+def test_own_pool_values_reach_both_backends(make_topic_corpus, pool_group: int) -> None:
+    """pool_values='own' trains every table (the pooling's own vectors and Adagrad state included) the same on
+    both backends; the pooled words then learn in a table of their own, so the run differs from 'shared'."""
+    from attn_doc2vec import Doc2Vec
+
+    docs = make_topic_corpus(n_docs=30, length=50)
+    settings = dict(vector_size=16, window=3, min_count=1, sample=0, epochs=2, batch_size=64, device="cpu", seed=7,
+                    pool_group=pool_group)
+    own = {backend: Doc2Vec(docs, backend=backend, pool_values="own", **settings) for backend in ("torch", "numba")}
+    states = [own[backend].module.state_dict() for backend in ("torch", "numba")]
+    assert "pool_vectors" in states[0] and "adagrad_pool" in states[0]
+    for name, tensor in states[0].items():
+        torch.testing.assert_close(tensor, states[1][name], rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    module = own["numba"].module
+    assert (module.adagrad_pool > 0).any() and not torch.equal(module.pool_vectors, module.word_vectors)
+    shared = Doc2Vec(docs, backend="numba", pool_values="shared", **settings)
+    assert not hasattr(shared.module, "pool_vectors")
+    changed = torch.from_numpy(own["numba"].dv.vectors) - torch.from_numpy(shared.dv.vectors)
+    assert changed.abs().max() > 1e-3
+
+
 def test_backend_is_validated_and_resolved() -> None:
     from attn_doc2vec.config import Doc2VecConfig
     from attn_doc2vec.training import resolve_backend

@@ -57,7 +57,8 @@ def build_layer(config: Doc2VecConfig, n_words: int) -> ContextLayer | None:
                   uniform=config.uniform_attention)
     if config.context == "attention":
         return PooledAttention(pool_share=config.pool_share, pool_sample=config.pool_sample,
-                               pool_loss=config.pool_loss, pool_heads=config.pool_heads, parts=config.attention_parts,
+                               pool_loss=config.pool_loss, pool_heads=config.pool_heads,
+                               own_values=config.pool_values == "own", parts=config.attention_parts,
                                context_scores=config.context_scores, **common)
     if config.context == "docquery":
         return DocQueryAttention(context_dropout=config.context_dropout, **common)

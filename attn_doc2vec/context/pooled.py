@@ -36,6 +36,9 @@ and head ``h`` pools slice ``h`` of the word vectors (``D / H`` components) with
 ``u = concat_h sum_i q_hi x_i[slice h]`` (multi-head attention whose values are the word vectors cut into
 slices): one head may weigh a review's sentiment words while another weighs its topic.
 
+With ``own_values`` (config ``pool_values="own"``) the pooled words' vectors ``x_i`` come from a table of their
+own (the module's ``pool_vectors``) instead of the word vectors the context words use.
+
 With ``uniform_attention=True`` the scores stay at zero: the design's uniform twin (plain means).
 """
 
@@ -65,6 +68,9 @@ class PooledAttention(ContextLayer):
         Weight of a second loss in which the pooled words alone predict the target (0: none).
     pool_heads : int
         Heads of the document pooling, each over its own slice of the vectors (must divide ``vector_size``).
+    own_values : bool
+        The pooled words' vectors come from a table of their own (the module's ``pool_vectors``), not from the
+        word vectors of the context.
     uniform : bool
         Keep every score at zero (the uniform twin).
     """
@@ -73,7 +79,8 @@ class PooledAttention(ContextLayer):
 
     def __init__(self, n_words: int, vector_size: int, window: int, doc_share: float, pool_share: float,
                  pool_sample: int, uniform: bool = False, parts: str = "both",
-                 context_scores: str = "word", pool_loss: float = 0.0, pool_heads: int = 1) -> None:
+                 context_scores: str = "word", pool_loss: float = 0.0, pool_heads: int = 1,
+                 own_values: bool = False) -> None:
         super().__init__()
         self.learned = not uniform
         if parts not in ATTENTION_PARTS:
@@ -96,6 +103,7 @@ class PooledAttention(ContextLayer):
             raise ValueError(f"pool_heads must divide vector_size ({vector_size}) and, above 1, cannot go with "
                              f"context_scores='shared'. Got pool_heads={pool_heads!r}.")
         self.pool_heads = pool_heads
+        self.own_values = own_values
         self.shares = (doc_share, 1.0 - doc_share - pool_share, pool_share)
         self.pool_sample = pool_sample
         self.pool_loss = pool_loss
