@@ -23,6 +23,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results" / "designs"
 DOC = REPO / "docs" / "attention-designs.md"
+# the default on round 17's sizes and seeds (20 Newsgroups 3,000 posts seeds 0-2, IMDB 5,000 reviews seeds 0-2)
+ROUND17_DEFAULTS = ("explore-20news-3000-s*-poolloss8.json", "explore-imdb-5000-r15-s[01]-w10.json",
+                    "explore-imdb-5000-r16-s2-w10.json")
 
 
 def _rows(path: Path) -> tuple[list[dict], dict]:
@@ -346,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     "explore-imdb-25000-*poolloss8-uniform.json",
                                                     "explore-imdb-5000-r15-s[01]-w10.json",
                                                     "explore-imdb-5000-r16-s*-w10.json",
-                                                    "explore-imdb-5000-r16-s*-w10-uniform.json"])}
+                                                    "explore-imdb-5000-r16-s*-w10-uniform.json"]),
+              "round17-values": explore_summary(["explore-*-r17-*-ownvalues.json", *ROUND17_DEFAULTS]),
+              "round17-batch": explore_summary(["explore-*-r17-*-batch*.json", *ROUND17_DEFAULTS])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
