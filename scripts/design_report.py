@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "explore-imdb-5000-r16-s*-w10.json",
                                                     "explore-imdb-5000-r16-s*-w10-uniform.json"]),
               "round17-values": explore_summary(["explore-*-r17-*-ownvalues.json", *ROUND17_DEFAULTS]),
-              "round17-batch": explore_summary(["explore-*-r17-*-batch*.json", "explore-20news-3000-r17-*-attnalpha*.json",
+              "round17-batch": explore_summary(["explore-*-r17-*-batch*.json",
+                                                 "explore-20news-3000-r17-*-attnalpha*.json",
                                                  "explore-imdb-25000-s[01]-w10-poolloss8.json", *ROUND17_DEFAULTS])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),

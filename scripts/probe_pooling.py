@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if model.config.doc_share:
         raise SystemExit("This probe re-reads the pooled document words: use the default context, no doc_share.")
     scores = pool_scores(model).astype(np.float64)
-    vectors = model.module.word_vectors.detach().cpu().numpy().astype(np.float64)
+    vectors = model.module.pool_table.detach().cpu().numpy().astype(np.float64)  # what the pooling averages
     if scores.ndim > 1:
         if scores.shape[1] > 1:
             raise SystemExit("This probe reads one head: use pool_heads=1.")
