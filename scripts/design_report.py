@@ -353,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
               "round17-values": explore_summary(["explore-*-r17-*-ownvalues.json", *ROUND17_DEFAULTS]),
               "round17-batch": explore_summary(["explore-*-r17-*-batch*.json",
                                                  "explore-20news-3000-r17-*-attnalpha*.json",
-                                                 "explore-imdb-25000-s[01]-w10-poolloss8.json", *ROUND17_DEFAULTS])}
+                                                 "explore-imdb-25000-s[01]-w10-poolloss8.json", *ROUND17_DEFAULTS]),
+              "round17-full-batch": seed_summary(["20news-full-attention-batch4096-seed*-a6072c0.json",
+                                                  "20news-full-attention-poolloss8-seed*-064bd85.json",
+                                                  "imdb-full-attention-batch4096-seed*-a6072c0.json",
+                                                  "imdb-full-attention-poolloss8-window10-*.json"])}
     for name, pattern, metric in (("full-20news", "20news-full-*.json", "accuracy"),
                                   ("imdb-5000", "imdb-5000-*.json", "error"),
                                   ("imdb-25000", "imdb-25000-*.json", "error"),
