@@ -754,7 +754,7 @@ class LayerFusedStep:
         self.doc_state = module.adagrad_docs.numpy() if own else np.zeros(docs.shape[0], np.float32)
         self.tables = (_table(module.word_vectors.data, "word_vectors"), module.adagrad_words.numpy(),
                        _table(module.output_vectors.data, "output_vectors"), module.adagrad_outputs.numpy())
-        split = hasattr(module, "pool_vectors")  # pool_values="own": the pooling's own table and Adagrad state
+        split = module.own_pool_values  # the pooling's own table and Adagrad state
         if split and not self.batched:
             raise ValueError("pool_values='own' needs update_rule='batch'.")
         self.pool_tables = ((_table(module.pool_vectors.data, "pool_vectors"), module.adagrad_pool.numpy(), True)

@@ -188,10 +188,15 @@ class Doc2VecModule(nn.Module):
         return self.layer is not None and self.layer.pool_sample > 0
 
     @property
+    def own_pool_values(self) -> bool:
+        """True when the document pooling has a table of its own, ``pool_vectors`` (``pool_values="own"``)."""
+        return hasattr(self, "pool_vectors")
+
+    @property
     def pool_table(self) -> Tensor:
         """The vectors the document pooling averages: ``pool_vectors`` (``pool_values="own"``) or the word
         vectors."""
-        return getattr(self, "pool_vectors", self.word_vectors)
+        return self.pool_vectors if self.own_pool_values else self.word_vectors
 
     def pool_tags(self, tokens: Tensor, offsets: Tensor, tags: Tensor, n_rows: int,
                   pool: Callable[..., Tensor] | None = None,
@@ -302,7 +307,7 @@ class Doc2VecModule(nn.Module):
     def reset_parameters(self, generator: torch.Generator) -> None:
         """word2vec's initialization: inputs uniform in ``±0.5 / D``, outputs and scores zero (uniform attention)."""
         dim = self.word_vectors.shape[1]
-        inputs = (self.word_vectors, self.doc_vectors, *((self.pool_vectors,) if hasattr(self, "pool_vectors") else ()))
+        inputs = (self.word_vectors, self.doc_vectors, *((self.pool_vectors,) if self.own_pool_values else ()))
         for table in inputs:  # pool_vectors drawn last: the other tables' draws do not depend on it
             for lo in range(0, table.shape[0], ROWS_AT_ONCE):  # in slices: no table-sized temporary (same draws)
                 rows = table.data[lo:lo + ROWS_AT_ONCE]

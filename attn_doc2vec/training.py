@@ -604,7 +604,7 @@ class AutogradStep:
         word_grads = [grad["words"].reshape(-1, dim)]
         if "pool" in grad:
             pool_rows = torch.where(batch.pool_mask, batch.pool_words, -1).reshape(-1)
-            if hasattr(module, "pool_vectors"):  # pool_values="own": the pooled words' table of their own
+            if module.own_pool_values:  # the pooled words' table of their own
                 row_adagrad(module.pool_vectors.data, module.adagrad_pool, pool_rows, grad["pool"].reshape(-1, dim),
                             alpha)
             else:
