@@ -201,3 +201,18 @@ def test_bench_speed_reports_each_librarys_thread_scaling_from_the_same_call() -
     assert ours2["ratio"] == pytest.approx(300.0 / 1000.0)  # gensim's PV-DM mean on 2 threads, the median
     assert thread_scaling(rows) == ["- gensim-dm-mean: 2 threads 1.67x one thread's words/s",
                                     "- ours-dm-attention (numba): 2 threads 1.50x one thread's words/s"]
+
+
+def test_bench_warm_up_loads_every_kernel_the_timed_run_calls() -> None:
+    """The warm-up trains with the run's sample, so the downsampling kernel is loaded (or compiled) before the
+    timed run, not in it; with sample=0 (no downsampling) it is not needed and not called."""
+    from attn_doc2vec import fused, fused_batching
+    from attn_doc2vec.cli.bench import MODELS, warm_up
+
+    params = {**MODELS["ours-dm-attention"][1], "backend": "numba", "workers": 1, "seed": 1, "window": 5,
+              "negative": 5, "min_count": 5, "vector_size": 100}
+    fused._called.discard(fused_batching._downsample)
+    warm_up({**params, "sample": 0.0})
+    assert fused_batching._downsample not in fused._called
+    warm_up({**params, "sample": 1e-4})
+    assert fused_batching._downsample in fused._called
