@@ -216,3 +216,28 @@ def test_bench_warm_up_loads_every_kernel_the_timed_run_calls() -> None:
     assert fused_batching._downsample not in fused._called
     warm_up({**params, "sample": 1e-4})
     assert fused_batching._downsample in fused._called
+
+
+def test_profile_kernel_counts_every_batch_and_compares_equal_work_with_gensim(tmp_path) -> None:
+    """scripts/profile_kernel.py: the epoch's examples are those of every kernel call, the replayed batch is a full
+    one, gensim's effective words (its predictions after the same downsampling) match our examples, and the
+    per-example table is made of those figures."""
+    import json
+    import math
+
+    from gensim.test.utils import datapath
+
+    out = tmp_path / "profile.json"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "profile_kernel.py"), "--corpus",
+                    datapath("lee_background.cor"), "--subset", "300", "--batch", "3", "--repeats", "2",
+                    "--set", "min_count=2", "--json", str(out)], check=True, capture_output=True, text=True)
+    result = json.loads(out.read_text())
+    epoch, gensim, per = result["epoch"], result["gensim"], result["us_per_example"]
+    assert epoch["batches"] == math.ceil(epoch["examples"] / 1024) and epoch["examples"] > 20_000
+    assert result["replayed_batch"]["examples"] == 1024
+    assert result["replayed_batch"]["word_rows"] >= result["replayed_batch"]["context_words"]
+    assert abs(gensim["effective_words"] - epoch["examples"]) < 0.05 * epoch["examples"]
+    assert per["ours, one epoch (train())"] == pytest.approx(1e6 * epoch["train_seconds"] / epoch["examples"])
+    assert per["the rest (pooled samples, sums, Adagrad steps)"] == pytest.approx(
+        per["batch 3 replayed: the whole kernel"] - per["the examples' pass"])
+    assert 0 < epoch["kernel_seconds"] < epoch["train_seconds"]
