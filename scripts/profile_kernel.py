@@ -70,7 +70,8 @@ def _examples_pass(design, shares, doc_slots, words, positions, word_mask, outpu
 
 
 def examples_pass(a: dict) -> None:
-    """:func:`_examples_pass` on the named arguments ``a`` of ``_run`` (the pooled samples given as zeros)."""
+    """:func:`_examples_pass` on the named arguments ``a`` of ``_run`` (the pooled samples' vectors given as a
+    constant, which does not change the operations)."""
     n_rows, dim = a["pool_words"].shape[0], a["docs"].shape[1]
     prow = np.full((n_rows, dim), 0.01, np.float32)
     nrow = a["pool_mask"].sum(axis=1).astype(np.int64)
