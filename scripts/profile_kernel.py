@@ -45,6 +45,7 @@ from numba import njit  # noqa: E402
 from attn_doc2vec import Doc2Vec, fused_layers  # noqa: E402
 from attn_doc2vec.cli import invocation, source_revision  # noqa: E402
 from attn_doc2vec.cli.bench import cpu_model, load_documents, warm_up  # noqa: E402
+from attn_doc2vec.cli.compare import parse_overrides  # noqa: E402
 
 CACHE_ROWS = 64  # rows every index is folded into for the "rows in cache" pass
 
@@ -137,13 +138,8 @@ def main() -> int:
                         help="other parameters of both models (values parsed as JSON when they can be)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    settings = {"vector_size": 100, "window": 5, "negative": 5, "sample": 1e-4, "min_count": 5}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            settings[key] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key] = value
+    settings = {"vector_size": 100, "window": 5, "negative": 5, "sample": 1e-4, "min_count": 5,
+                **parse_overrides(args.set)}
     docs = load_documents(args.corpus, args.data_dir, args.subset)
     params = {**settings, "seed": 1, "workers": args.threads, "backend": "numba"}
     warm_up(params)  # the kernels loaded (or compiled) outside the timed epoch

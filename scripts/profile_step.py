@@ -30,6 +30,7 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from attn_doc2vec import Doc2Vec  # noqa: E402
 from attn_doc2vec.cli import invocation, source_revision  # noqa: E402
 from attn_doc2vec.cli.bench import device_name, load_documents  # noqa: E402
+from attn_doc2vec.cli.compare import parse_overrides  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -50,13 +51,7 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    extra = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        try:
-            extra[key] = json.loads(value)
-        except json.JSONDecodeError:
-            extra[key] = value
+    extra = parse_overrides(args.set)
     docs = load_documents(args.corpus, args.data_dir, args.subset)
     raw_words = sum(len(d.words) for d in docs)
     params = dict(min_count=2, sample=0.0, seed=1, backend="torch", device=args.device, epochs=1) | extra
